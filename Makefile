@@ -1,0 +1,36 @@
+# Two commands for a newcomer:  make run   (set up + start the app)   make test   (set up + all tests)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: setup run test bench model chromium reference
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+model: setup                 ## download (first time) and convert the default model
+	$(PY) -m llmviz info
+
+run: model
+	$(PY) app.py --host $(HOST) --port $(PORT)
+
+chromium:                    ## Debian's chromium for the browser tests
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: model chromium
+	$(PY) -m pytest -q
+
+bench: model
+	$(PY) -m llmviz bench
+
+reference:                   ## regenerate tests/fixtures with transformers in a side env (see tools/README.md)
+	$(PYTHON) -m venv /work/refenv 2>/dev/null || true
+	/work/refenv/bin/pip install --quiet torch==2.13.0 transformers accelerate gguf tokenizers safetensors numpy
+	/work/refenv/bin/python tools/make_reference.py

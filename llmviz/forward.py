@@ -1,0 +1,154 @@
+"""The forward pass of a decoder-only transformer, both families in one function.
+
+    llama (Touvron et al. 2023): RMSNorm, rotary positions, grouped-query attention, SwiGLU
+    gpt2  (Radford et al. 2019): LayerNorm, learned positions, multi-head attention, GELU
+
+Canonical weights (all `x @ W`, i.e. [in, out]):
+    tok_emb [V, D]   pos_emb [P, D] (gpt2)   lm_head [D, V]   final_norm.{w,b}
+    layers.i.attn_norm.{w,b}   layers.i.attn.wqkv [D, (H+2Hkv)d]  .bqkv   .wo [Hd, D]  .bo
+    layers.i.ffn_norm.{w,b}    layers.i.ffn.w_gate_up [D, 2F] (llama) | w_up [D, F], b_up (gpt2)
+                               layers.i.ffn.w_down [F, D]  .b_down
+
+Each sequence (batch row) owns a KVCache; rows may be at different lengths
+(continuous batching), so attention runs per row while every weight matrix is
+read once for the whole batch.
+
+Intermediates go to an optional recorder, called as rec("layers.3.attn.probs", array);
+with rec=None nothing extra is computed.
+"""
+import time
+
+import numpy as np
+
+from . import ops
+
+
+class KVCache:
+    """Keys and values of one sequence, preallocated. k, v: [L, Hkv, S_max, d]"""
+
+    def __init__(self, cfg, max_len: int):
+        shape = (cfg.n_layers, cfg.n_kv_heads, max_len, cfg.d_head)
+        self.k = np.zeros(shape, np.float32)
+        self.v = np.zeros(shape, np.float32)
+        self.length = 0          # positions filled so far
+        self.max_len = max_len
+
+    @property
+    def nbytes_used(self) -> int:
+        return 2 * self.k[:, :, : self.length].nbytes
+
+
+class StageClock:
+    """Accumulates wall time per pipeline stage (seconds)."""
+
+    def __init__(self):
+        self.seconds = {"embed": 0.0, "attention": 0.0, "feedforward": 0.0, "prediction": 0.0}
+        self.t = time.perf_counter()
+
+    def lap(self, stage):
+        now = time.perf_counter()
+        self.seconds[stage] += now - self.t
+        self.t = now
+
+
+def norm(w, prefix, x, cfg):
+    if cfg.arch == "llama":
+        return ops.rms_norm(x, w[prefix + ".w"], cfg.norm_eps)
+    return ops.layer_norm(x, w[prefix + ".w"], w[prefix + ".b"], cfg.norm_eps)
+
+
+def forward(model, tokens, caches, rec=None, clock=None, all_logits=False, n_layers=None):
+    """Run T new tokens of B sequences through the model, appending to their caches.
+
+    tokens [B, T] int; caches: B KVCache; returns logits [B, T, V] (all_logits) or [B, 1, V].
+    n_layers < L gives the early-exit model (first layers, then final norm and unembedding).
+    """
+    cfg, w = model.config, model.weights
+    clock = clock or StageClock()
+    B, T = tokens.shape
+    H, Hkv, d, F = cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_ff
+    L = cfg.n_layers if n_layers is None else n_layers
+    starts = [c.length for c in caches]
+    if max(starts) + T > min(c.max_len for c in caches):
+        raise ValueError("KV cache is full")
+
+    # -- embedding ------------------------------------------------------------
+    x = w["tok_emb"][tokens]                                              # [B, T, D]
+    positions = [np.arange(s, s + T) for s in starts]                     # B x [T]
+    if rec is not None:
+        rec("embed.tokens", x[0].copy())
+    if cfg.arch == "gpt2":
+        pos_vec = w["pos_emb"][np.stack(positions)]                       # [B, T, D]
+        x = x + pos_vec
+        if rec is not None:
+            rec("embed.positions", pos_vec[0].copy())
+    else:
+        rope = [ops.rope_angles(p, d, cfg.rope_theta) for p in positions]  # B x [T, d/2]
+        cos_sin = [(np.cos(a), np.sin(a)) for a in rope]
+        if rec is not None:
+            rec("embed.rope_angles", rope[0])
+    clock.lap("embed")
+
+    for i in range(L):
+        p = f"layers.{i}."
+        # -- attention -----------------------------------------------------------
+        h = norm(w, p + "attn_norm", x, cfg)
+        qkv = h @ w[p + "attn.wqkv"]                                      # [B, T, D] -> [B, T, (H+2Hkv)d]
+        if cfg.arch == "gpt2":
+            qkv = qkv + w[p + "attn.bqkv"]
+        q = qkv[..., : H * d].reshape(B, T, H, d).transpose(0, 2, 1, 3)   # [B, H, T, d]
+        k = qkv[..., H * d: (H + Hkv) * d].reshape(B, T, Hkv, d).transpose(0, 2, 1, 3)  # [B, Hkv, T, d]
+        v = qkv[..., (H + Hkv) * d:].reshape(B, T, Hkv, d).transpose(0, 2, 1, 3)
+        out = np.empty((B, H, T, d), np.float32)
+        for b, cache in enumerate(caches):
+            qb, kb = q[b], k[b]
+            if cfg.arch == "llama":
+                cos, sin = cos_sin[b]
+                qb, kb = ops.apply_rope(qb, cos, sin), ops.apply_rope(kb, cos, sin)
+            s0, S = starts[b], starts[b] + T
+            cache.k[i, :, s0:S] = kb
+            cache.v[i, :, s0:S] = v[b]
+            # causal mask: query t (at position s0 + t) sees keys 0 .. s0 + t
+            mask = None if T == 1 else (np.arange(S)[None, :] <= (s0 + np.arange(T))[:, None])  # [T, S]
+            out[b], probs = ops.attention(qb, cache.k[i, :, :S], cache.v[i, :, :S], mask)  # [H, T, d], [H, T, S]
+            if rec is not None and b == 0:
+                rec(p + "attn.probs", probs)
+        att = out.transpose(0, 2, 1, 3).reshape(B, T, H * d) @ w[p + "attn.wo"]  # [B, T, Hd] -> [B, T, D]
+        if cfg.arch == "gpt2":
+            att = att + w[p + "attn.bo"]
+        x = x + att
+        clock.lap("attention")
+
+        # -- feed-forward ----------------------------------------------------------
+        h = norm(w, p + "ffn_norm", x, cfg)
+        if cfg.arch == "llama":
+            gu = h @ w[p + "ffn.w_gate_up"]                               # [B, T, D] -> [B, T, 2F]
+            act = ops.swiglu(gu[..., :F], gu[..., F:])                    # [B, T, F]
+        else:
+            act = ops.gelu_tanh(h @ w[p + "ffn.w_up"] + w[p + "ffn.b_up"])  # [B, T, F]
+        ffn = act @ w[p + "ffn.w_down"]                                   # [B, T, F] -> [B, T, D]
+        if cfg.arch == "gpt2":
+            ffn = ffn + w[p + "ffn.b_down"]
+        x = x + ffn
+        if rec is not None:
+            rec(p + "ffn.act", act[0, -1].copy())                         # [F], last position
+            rec(p + "resid_norm", np.linalg.norm(x[0], axis=-1))          # [T], residual stream size
+            rec(p + "resid_last", x[0, -1].copy())                        # [D], for the logit lens
+        clock.lap("feedforward")
+
+    for c in caches:
+        c.length += T
+
+    # -- prediction --------------------------------------------------------------
+    if not all_logits:
+        x = x[:, -1:]                                                     # only the next token is needed
+    x = norm(w, "final_norm", x, cfg)
+    logits = x @ w["lm_head"]                                             # [B, T, D] -> [B, T, V]
+    clock.lap("prediction")
+    return logits
+
+
+def final_hidden_to_logits(model, resid):
+    """The logit lens (nostalgebraist 2020): final norm + unembedding applied to any
+    layer's residual stream. [..., D] -> [..., V]"""
+    return norm(model.weights, "final_norm", resid, model.config) @ model.weights["lm_head"]

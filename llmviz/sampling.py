@@ -1,0 +1,61 @@
+"""Choosing the next token from the logits: greedy, temperature, top-k, top-p.
+
+Order as in Hugging Face's generate(): temperature, then top-k, then top-p
+(Holtzman et al. 2020). The random draw is one uniform number u in [0, 1): the
+chosen token is the first whose cumulative probability exceeds u, so a recorded
+(seed, u) explains every choice.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ops import softmax
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.0     # 0 means greedy (argmax)
+    top_k: int | None = None     # keep the k most likely tokens
+    top_p: float | None = None   # keep the smallest set whose probability reaches p
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def filtered_distribution(logits, s: SamplingSettings) -> np.ndarray:
+    """[V] logits -> [V] probabilities after temperature, top-k and top-p (zeros outside the kept set)."""
+    if s.greedy:
+        p = np.zeros(logits.shape, np.float32)
+        p[int(np.argmax(logits))] = 1.0
+        return p
+    probs = softmax(logits.astype(np.float32) * (1.0 / float(s.temperature)))
+    keep = np.ones(probs.shape, bool)
+    order = np.argsort(-probs, kind="stable")
+    if s.top_k is not None and s.top_k < probs.size:
+        keep[order[s.top_k:]] = False
+    if s.top_p is not None and s.top_p < 1.0:
+        sorted_p = np.where(keep[order], probs[order], 0.0)
+        cum = np.cumsum(sorted_p)
+        n_keep = int(np.searchsorted(cum, s.top_p * cum[-1])) + 1   # smallest prefix reaching top_p
+        keep[order[n_keep:]] = False
+    p = np.where(keep, probs, 0.0)
+    return (p / p.sum()).astype(np.float32)
+
+
+def draw(probs, u: float) -> int:
+    """The token whose cumulative-probability interval contains u."""
+    cum = np.cumsum(probs, dtype=np.float64)
+    return int(min(np.searchsorted(cum, u * cum[-1], side="right"), probs.size - 1))
+
+
+def sample(logits, s: SamplingSettings, rng):
+    """-> (token id, explanation dict for the trace)"""
+    logits = np.asarray(logits, np.float32)
+    probs = filtered_distribution(logits, s)
+    if s.greedy:
+        u, token = None, int(np.argmax(logits))
+    else:
+        u = float(rng.random())
+        token = draw(probs, u)
+    return token, {"probs": probs, "u": u}

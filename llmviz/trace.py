@@ -1,0 +1,181 @@
+"""The record of one run: what the page, the API and the tests read.
+
+A Recorder is handed to forward() and keeps the named arrays of one forward pass
+("layers.3.attn.probs", ...). A Step is one forward pass of the model plus the
+sampling decision that followed it. A Trace is the run: prompt tokens and steps.
+
+Compact JSON (`Trace.summary()`, `Step.summary()`) is small enough to stream per
+step; the large parts (attention matrices, embedding vectors, logit lens) are
+computed from the stored arrays on request (`attention()`, `embedding()`,
+`logit_lens()`, `feedforward()`). docs/trace.md describes every field.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ops import softmax
+
+TOP_N = 10        # candidates shown for prediction and sampling
+LENS_TOP = 5      # tokens shown per layer in the logit lens
+
+
+class Recorder:
+    """Collects the intermediates of one forward pass by flat name."""
+
+    def __init__(self):
+        self.data = {}
+
+    def __call__(self, name, value):
+        self.data[name] = value
+
+
+def r4(a):
+    """Round for JSON: 4 significant decimals is plenty for a picture."""
+    return np.round(np.asarray(a, np.float64), 4).tolist()
+
+
+def token_dict(tok, i):
+    return {"id": int(i), "text": tok.piece(i), "special": tok.is_special(i)}
+
+
+@dataclass
+class Step:
+    index: int
+    kind: str                      # "prefill" (the whole prompt) or "decode" (one new token)
+    input_ids: list                # tokens computed in this forward pass
+    start: int                     # position of the first of them
+    reused_rows: int               # K/V rows taken from the cache instead of recomputed
+    cache_bytes: int               # bytes of K/V held after this step
+    logits: np.ndarray             # [V] of the last position, float32
+    sampling: dict                 # settings, u, final probs
+    emitted: list                  # token ids this step added to the text
+    seconds: dict                  # stage -> wall seconds
+    rec: dict = field(default_factory=dict)   # Recorder.data (empty when not tracing)
+    extra: dict = field(default_factory=dict)  # e.g. speculative-decoding details
+
+    def summary(self, tok, n_layers) -> dict:
+        probs = softmax(self.logits)
+        order = np.argsort(-self.logits)[:TOP_N]
+        s = self.sampling
+        out = {
+            "index": self.index,
+            "kind": self.kind,
+            "positions": [self.start, self.start + len(self.input_ids)],
+            "input_tokens": [token_dict(tok, i) for i in self.input_ids],
+            "kv": {"reused_rows": self.reused_rows, "computed_rows": len(self.input_ids),
+                   "cache_bytes": self.cache_bytes},
+            "top": [{**token_dict(tok, i), "logit": round(float(self.logits[i]), 4),
+                     "prob": round(float(probs[i]), 6)} for i in order],
+            "sampling": self.sampling_summary(tok, probs, order),
+            "emitted": [token_dict(tok, i) for i in self.emitted],
+            "timings_ms": {k: round(v * 1000, 3) for k, v in self.seconds.items()},
+            **self.extra,
+        }
+        if self.rec:
+            out["residual_norms"] = [r4(self.rec[f"layers.{l}.resid_norm"]) for l in range(n_layers)]
+            out["attention_focus"] = [
+                [int(np.argmax(h[-1])) for h in self.rec[f"layers.{l}.attn.probs"]] for l in range(n_layers)]
+        return out
+
+    def sampling_summary(self, tok, probs, order) -> dict:
+        s, final = self.sampling, self.sampling["probs"]
+        t = s["temperature"]
+        tempered = probs if t in (0.0, 1.0) else softmax(self.logits * (1.0 / t))
+        ids = list(order) + [i for i in self.emitted[:1] if i not in set(order)]
+        return {
+            "temperature": t, "top_k": s["top_k"], "top_p": s["top_p"], "greedy": t == 0.0,
+            "u": s["u"], "kept": int(np.count_nonzero(final)),
+            "candidates": [{**token_dict(tok, i), "p_model": round(float(probs[i]), 6),
+                            "p_temperature": round(float(tempered[i]), 6),
+                            "p_final": round(float(final[i]), 6)} for i in ids],
+            "chosen": token_dict(tok, s["chosen"]),
+        }
+
+
+@dataclass
+class Trace:
+    model: object
+    settings: dict
+    prompt_ids: list
+    steps: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def tok(self):
+        return self.model.tokenizer
+
+    def all_ids(self):
+        return list(self.prompt_ids) + [i for s in self.steps for i in s.emitted]
+
+    def summary(self) -> dict:
+        cfg = self.model.config
+        return {
+            "model": {"name": self.model.name, **cfg.to_dict(), "quantization": self.model.quantization,
+                      "weight_bytes": self.model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token()},
+            "settings": self.settings,
+            "prompt_tokens": [token_dict(self.tok, i) for i in self.prompt_ids],
+            "steps": [s.summary(self.tok, cfg.n_layers) for s in self.steps],
+            "timings": self.timings,
+        }
+
+    def _rec(self, step, name):
+        if not 0 <= step < len(self.steps):
+            raise IndexError(f"step {step} does not exist (this run has {len(self.steps)} steps)")
+        rec = self.steps[step].rec
+        if not rec:
+            raise LookupError("this run was not traced")
+        return rec if name is None else rec[name]
+
+    def attention(self, step: int, layer: int) -> dict:
+        """Attention probabilities of every head: [H, T, S] (T queries of this step, S keys)."""
+        if not 0 <= layer < self.model.config.n_layers:
+            raise IndexError(f"layer {layer} does not exist (the model has {self.model.config.n_layers})")
+        probs = self._rec(step, f"layers.{layer}.attn.probs")
+        st = self.steps[step]
+        keys = self.all_ids()[: probs.shape[-1]]
+        return {"step": step, "layer": layer,
+                "query_positions": list(range(st.start, st.start + len(st.input_ids))),
+                "key_tokens": [token_dict(self.tok, i) for i in keys],
+                "cached_keys": st.reused_rows,
+                "probs": r4(probs)}
+
+    def embedding(self, step: int) -> dict:
+        rec = self._rec(step, None)
+        st = self.steps[step]
+        vec = rec["embed.tokens"]                                        # [T, D]
+        out = {"step": step, "tokens": [token_dict(self.tok, i) for i in st.input_ids],
+               "vectors": r4(vec), "norms": r4(np.linalg.norm(vec, axis=-1))}
+        if "embed.positions" in rec:
+            out["position"] = {"kind": "learned", "vectors": r4(rec["embed.positions"])}
+        else:
+            out["position"] = {"kind": "rope", "angles": r4(rec["embed.rope_angles"]),
+                               "theta": self.model.config.rope_theta}
+        if len(vec) >= 2:                                                # 2-D PCA of the token vectors
+            centered = vec - vec.mean(axis=0)
+            _, sv, vt = np.linalg.svd(centered, full_matrices=False)
+            out["pca"] = {"points": r4(centered @ vt[:2].T),
+                          "explained": r4(sv[:2] ** 2 / max(float((sv ** 2).sum()), 1e-12))}
+        return out
+
+    def feedforward(self, step: int, layer: int, bins: int = 40, top: int = 12) -> dict:
+        act = self._rec(step, f"layers.{layer}.ffn.act")                  # [F]
+        counts, edges = np.histogram(act, bins=bins)
+        order = np.argsort(-np.abs(act))[:top]
+        return {"step": step, "layer": layer, "size": int(act.size),
+                "histogram": {"counts": counts.tolist(), "edges": r4(edges)},
+                "top_neurons": [{"index": int(i), "value": round(float(act[i]), 4)} for i in order],
+                "mean_abs": round(float(np.mean(np.abs(act))), 4),
+                "residual_norms": [r4(self._rec(step, f"layers.{l}.resid_norm")[-1])
+                                   for l in range(self.model.config.n_layers)]}
+
+    def logit_lens(self, step: int) -> dict:
+        """What each layer's residual stream would predict if decoding stopped there."""
+        from .forward import final_hidden_to_logits
+        L = self.model.config.n_layers
+        resid = np.stack([self._rec(step, f"layers.{l}.resid_last") for l in range(L)])  # [L, D]
+        probs = softmax(final_hidden_to_logits(self.model, resid))      # [L, V]
+        layers = []
+        for l in range(L):
+            order = np.argsort(-probs[l])[:LENS_TOP]
+            layers.append([{**token_dict(self.tok, i), "prob": round(float(probs[l, i]), 5)} for i in order])
+        return {"step": step, "layers": layers}
