@@ -13,8 +13,8 @@ Each sequence (batch row) owns a KVCache; rows may be at different lengths
 (continuous batching), so attention runs per row while every weight matrix is
 read once for the whole batch.
 
-Intermediates go to an optional recorder, called as rec("layers.3.attn.probs", array);
-with rec=None nothing extra is computed.
+Intermediates go to optional recorders, one per row, called as
+rec("layers.3.attn.probs", array); with recs=None nothing extra is computed.
 """
 import time
 
@@ -57,10 +57,11 @@ def norm(w, prefix, x, cfg):
     return ops.layer_norm(x, w[prefix + ".w"], w[prefix + ".b"], cfg.norm_eps)
 
 
-def forward(model, tokens, caches, rec=None, clock=None, all_logits=False, n_layers=None):
+def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_layers=None):
     """Run T new tokens of B sequences through the model, appending to their caches.
 
-    tokens [B, T] int; caches: B KVCache; returns logits [B, T, V] (all_logits) or [B, 1, V].
+    tokens [B, T] int; caches: B KVCache; recs: None or B recorders (each None or callable).
+    Returns logits [B, T, V] (all_logits) or [B, 1, V].
     n_layers < L gives the early-exit model (first layers, then final norm and unembedding).
     """
     cfg, w = model.config, model.weights
@@ -69,24 +70,29 @@ def forward(model, tokens, caches, rec=None, clock=None, all_logits=False, n_lay
     H, Hkv, d, F = cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_ff
     L = cfg.n_layers if n_layers is None else n_layers
     starts = [c.length for c in caches]
+    recs = recs if recs is not None and any(r is not None for r in recs) else None
     if max(starts) + T > min(c.max_len for c in caches):
         raise ValueError("KV cache is full")
 
     # -- embedding ------------------------------------------------------------
     x = w["tok_emb"][tokens]                                              # [B, T, D]
     positions = [np.arange(s, s + T) for s in starts]                     # B x [T]
-    if rec is not None:
-        rec("embed.tokens", x[0].copy())
+    if recs is not None:
+        for b, rec in enumerate(recs):
+            if rec is not None:
+                rec("embed.tokens", x[b].copy())
     if cfg.arch == "gpt2":
         pos_vec = w["pos_emb"][np.stack(positions)]                       # [B, T, D]
         x = x + pos_vec
-        if rec is not None:
-            rec("embed.positions", pos_vec[0].copy())
+        for b, rec in enumerate(recs or ()):
+            if rec is not None:
+                rec("embed.positions", pos_vec[b].copy())
     else:
         rope = [ops.rope_angles(p, d, cfg.rope_theta) for p in positions]  # B x [T, d/2]
         cos_sin = [(np.cos(a), np.sin(a)) for a in rope]
-        if rec is not None:
-            rec("embed.rope_angles", rope[0])
+        for b, rec in enumerate(recs or ()):
+            if rec is not None:
+                rec("embed.rope_angles", rope[b])
     clock.lap("embed")
 
     for i in range(L):
@@ -111,8 +117,8 @@ def forward(model, tokens, caches, rec=None, clock=None, all_logits=False, n_lay
             # causal mask: query t (at position s0 + t) sees keys 0 .. s0 + t
             mask = None if T == 1 else (np.arange(S)[None, :] <= (s0 + np.arange(T))[:, None])  # [T, S]
             out[b], probs = ops.attention(qb, cache.k[i, :, :S], cache.v[i, :, :S], mask)  # [H, T, d], [H, T, S]
-            if rec is not None and b == 0:
-                rec(p + "attn.probs", probs)
+            if recs is not None and recs[b] is not None:
+                recs[b](p + "attn.probs", probs)
         att = out.transpose(0, 2, 1, 3).reshape(B, T, H * d) @ w[p + "attn.wo"]  # [B, T, Hd] -> [B, T, D]
         if cfg.arch == "gpt2":
             att = att + w[p + "attn.bo"]
@@ -130,10 +136,11 @@ def forward(model, tokens, caches, rec=None, clock=None, all_logits=False, n_lay
         if cfg.arch == "gpt2":
             ffn = ffn + w[p + "ffn.b_down"]
         x = x + ffn
-        if rec is not None:
-            rec(p + "ffn.act", act[0, -1].copy())                         # [F], last position
-            rec(p + "resid_norm", np.linalg.norm(x[0], axis=-1))          # [T], residual stream size
-            rec(p + "resid_last", x[0, -1].copy())                        # [D], for the logit lens
+        for b, rec in enumerate(recs or ()):
+            if rec is not None:
+                rec(p + "ffn.act", act[b, -1].copy())                     # [F], last position
+                rec(p + "resid_norm", np.linalg.norm(x[b], axis=-1))      # [T], residual stream size
+                rec(p + "resid_last", x[b, -1].copy())                    # [D], for the logit lens
         clock.lap("feedforward")
 
     for c in caches:

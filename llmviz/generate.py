@@ -52,46 +52,53 @@ class Generation:
                     "forced_ids": self.forced}
         self.trace = Trace(model, settings, self.prompt_ids)
         self.trace.timings["tokenize_ms"] = round(tokenize_s * 1000, 3)
-        self.done = False
+        self.done = max_new_tokens < 1
 
-    def forward_step(self):
-        """One forward pass -> (logits [V], recorder data, stage seconds, input ids, start, reused rows)."""
-        clock, rec = StageClock(), (Recorder() if self.tracing else None)
-        ids = self.prompt_ids + self.new_ids
+    # A step is split in two so that a scheduler can run the forward passes of many
+    # Generations as one batch: pending() says what to compute, accept() takes the logits.
+    def pending(self):
+        """-> (input ids, cache, recorder or None) for this step's forward pass."""
         if not self.kv_cache:                      # recompute every K/V row from scratch
             self.cache.length = 0
-        start = self.cache.length
-        inputs = ids[start:]
-        logits = forward(self.model, np.asarray([inputs]), [self.cache], rec=rec, clock=clock)
-        return logits[0, -1], (rec.data if rec else {}), clock.seconds, inputs, start
+        ids = self.prompt_ids + self.new_ids
+        self._rec = Recorder() if self.tracing else None
+        self._start = self.cache.length
+        return ids[self._start:], self.cache, self._rec
+
+    def accept(self, logits, seconds, extra=None) -> Step:
+        """logits [V] of the last input position -> the Step (sampling done here)."""
+        t1 = time.perf_counter()
+        token, info = sample(logits, self.sampling, self.rng)
+        if len(self.new_ids) < len(self.forced):
+            token = int(self.forced[len(self.new_ids)])
+        seconds = {**seconds, "sampling": time.perf_counter() - t1}
+        seconds["total"] = sum(seconds.values())
+        s = self.sampling
+        inputs = (self.prompt_ids + self.new_ids)[self._start:]
+        step = Step(index=len(self.trace.steps), kind="prefill" if not self.trace.steps else "decode",
+                    input_ids=inputs, start=self._start, reused_rows=self._start,
+                    cache_bytes=self.cache.nbytes_used if self.kv_cache else 0, logits=logits,
+                    sampling={"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
+                              "u": info["u"], "probs": info["probs"], "chosen": token},
+                    emitted=[token], seconds=seconds, rec=self._rec.data if self._rec else {},
+                    extra=extra or {})
+        self.new_ids.append(token)
+        self.trace.steps.append(step)
+        if len(self.new_ids) >= self.max_new_tokens or (
+                self.stop_at_eos and token in self.model.tokenizer.eos_ids):
+            self.done = True
+        return step
 
     def __iter__(self):
         return self
 
     def __next__(self) -> Step:
-        if self.done or len(self.new_ids) >= self.max_new_tokens:
-            self.done = True
+        if self.done:
             raise StopIteration
-        t0 = time.perf_counter()
-        logits, rec, seconds, inputs, start = self.forward_step()
-        t1 = time.perf_counter()
-        token, info = sample(logits, self.sampling, self.rng)
-        if len(self.new_ids) < len(self.forced):
-            token = int(self.forced[len(self.new_ids)])
-        seconds["sampling"] = time.perf_counter() - t1
-        seconds["total"] = time.perf_counter() - t0
-        s = self.sampling
-        step = Step(index=len(self.trace.steps), kind="prefill" if not self.trace.steps else "decode",
-                    input_ids=list(inputs), start=start, reused_rows=start,
-                    cache_bytes=self.cache.nbytes_used if self.kv_cache else 0, logits=logits,
-                    sampling={"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
-                              "u": info["u"], "probs": info["probs"], "chosen": token},
-                    emitted=[token], seconds=seconds, rec=rec)
-        self.new_ids.append(token)
-        self.trace.steps.append(step)
-        if self.stop_at_eos and token in self.model.tokenizer.eos_ids:
-            self.done = True
-        return step
+        inputs, cache, rec = self.pending()
+        clock = StageClock()
+        logits = forward(self.model, np.asarray([inputs]), [cache], recs=[rec], clock=clock)
+        return self.accept(logits[0, -1], clock.seconds)
 
     def result(self) -> GenerationResult:
         for _ in self:
