@@ -1,0 +1,73 @@
+"""Greedy, temperature, top-k, top-p and the seeded random draw."""
+import numpy as np
+import pytest
+
+import llmviz
+from llmviz.ops import softmax
+from llmviz.sampling import SamplingSettings, draw, filtered_distribution, sample
+
+LOGITS = np.array([3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0, -3.0], np.float32)
+
+
+def test_greedy_is_argmax():
+    token, info = sample(LOGITS, SamplingSettings(), np.random.default_rng(0))
+    assert token == 0 and info["u"] is None
+
+
+def test_temperature_flattens_distribution():
+    p1 = filtered_distribution(LOGITS, SamplingSettings(temperature=1.0))
+    p2 = filtered_distribution(LOGITS, SamplingSettings(temperature=2.0))
+    np.testing.assert_allclose(p1, softmax(LOGITS), rtol=1e-6)
+    np.testing.assert_allclose(p2, softmax(LOGITS / 2), rtol=1e-6)
+    assert p2.max() < p1.max()
+    assert p1.dtype == np.float32
+
+
+def test_top_k_keeps_k_tokens_renormalised():
+    p = filtered_distribution(LOGITS, SamplingSettings(temperature=1.0, top_k=3))
+    assert np.count_nonzero(p) == 3
+    full = softmax(LOGITS)
+    np.testing.assert_allclose(p[:3], full[:3] / full[:3].sum(), rtol=1e-6)
+    assert p.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.5, 0.8, 0.95, 0.999])
+def test_top_p_keeps_smallest_set_reaching_p(top_p):
+    full = softmax(LOGITS)
+    p = filtered_distribution(LOGITS, SamplingSettings(temperature=1.0, top_p=top_p))
+    kept = np.flatnonzero(p)
+    mass = full[kept].sum()
+    assert mass >= top_p - 1e-6                       # reaches p
+    assert mass - full[kept].min() < top_p            # and no smaller set would
+    assert set(kept) == set(range(len(kept)))         # the most likely tokens
+
+
+def test_draw_follows_cumulative_intervals():
+    p = np.array([0.1, 0.2, 0.7], np.float32)
+    assert [draw(p, u) for u in (0.0, 0.09, 0.11, 0.29, 0.31, 0.999)] == [0, 0, 1, 1, 2, 2]
+
+
+def test_sampled_frequencies_match_distribution():
+    rng = np.random.default_rng(1)
+    s = SamplingSettings(temperature=1.0, top_k=4)
+    p = filtered_distribution(LOGITS, s)
+    counts = np.bincount([sample(LOGITS, s, rng)[0] for _ in range(20000)], minlength=len(LOGITS))
+    np.testing.assert_allclose(counts / counts.sum(), p, atol=0.015)
+
+
+def test_seed_makes_run_reproducible(real_model):
+    kw = dict(max_new_tokens=12, temperature=0.9, top_p=0.95, seed=1234)
+    a = llmviz.generate(real_model, "Once upon a time", **kw)
+    b = llmviz.generate(real_model, "Once upon a time", **kw)
+    c = llmviz.generate(real_model, "Once upon a time", **{**kw, "seed": 99})
+    assert a.token_ids == b.token_ids
+    assert a.token_ids != c.token_ids
+
+
+def test_forced_token_continues_from_the_learners_choice(real_model):
+    plain = llmviz.generate(real_model, "The capital of France is", max_new_tokens=3)
+    forced = llmviz.generate(real_model, "The capital of France is", max_new_tokens=3,
+                             forced_ids=[real_model.tokenizer.encode(" a")[0]])
+    assert plain.text.startswith(" Paris")
+    assert forced.text.startswith(" a")
+    assert forced.token_ids[1:] != plain.token_ids[1:]
