@@ -102,15 +102,14 @@ def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_la
         qkv = h @ w[p + "attn.wqkv"]                                      # [B, T, D] -> [B, T, (H+2Hkv)d]
         if cfg.arch == "gpt2":
             qkv = qkv + w[p + "attn.bqkv"]
-        q = qkv[..., : H * d].reshape(B, T, H, d).transpose(0, 2, 1, 3)   # [B, H, T, d]
-        k = qkv[..., H * d: (H + Hkv) * d].reshape(B, T, Hkv, d).transpose(0, 2, 1, 3)  # [B, Hkv, T, d]
-        v = qkv[..., (H + Hkv) * d:].reshape(B, T, Hkv, d).transpose(0, 2, 1, 3)
+        qk = qkv[..., : (H + Hkv) * d].reshape(B, T, H + Hkv, d).transpose(0, 2, 1, 3)  # [B, H+Hkv, T, d]
+        v = qkv[..., (H + Hkv) * d:].reshape(B, T, Hkv, d).transpose(0, 2, 1, 3)         # [B, Hkv, T, d]
         out = np.empty((B, H, T, d), np.float32)
         for b, cache in enumerate(caches):
-            qb, kb = q[b], k[b]
-            if cfg.arch == "llama":
-                cos, sin = cos_sin[b]
-                qb, kb = ops.apply_rope(qb, cos, sin), ops.apply_rope(kb, cos, sin)
+            qkb = qk[b]
+            if cfg.arch == "llama":                                       # rotate q and k in one go
+                qkb = ops.apply_rope(qkb, *cos_sin[b])
+            qb, kb = qkb[:H], qkb[H:]                                     # [H, T, d], [Hkv, T, d]
             s0, S = starts[b], starts[b] + T
             cache.k[i, :, s0:S] = kb
             cache.v[i, :, s0:S] = v[b]
