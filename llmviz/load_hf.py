@@ -32,13 +32,14 @@ def read_config(path: Path) -> ModelConfig:
         H = c["num_attention_heads"]
         if c.get("head_dim", c["hidden_size"] // H) != c["hidden_size"] // H:
             raise ValueError("Llama models with head_dim != hidden_size / heads are not supported")
-        if c.get("rope_scaling"):
-            raise ValueError("Llama models with rope_scaling are not supported")
+        rope = c.get("rope_parameters") or c.get("rope_scaling") or {}    # transformers 5 / 4 spelling
+        if rope.get("rope_type", rope.get("type", "default")) != "default":
+            raise ValueError(f"Llama models with rope scaling {rope.get('rope_type')!r} are not supported")
         return ModelConfig(arch="llama", n_layers=c["num_hidden_layers"], n_heads=H,
                            n_kv_heads=c.get("num_key_value_heads", H), d_model=c["hidden_size"],
                            d_ff=c["intermediate_size"], vocab_size=c["vocab_size"],
                            context_length=c.get("max_position_embeddings", 2048),
-                           norm_eps=c.get("rms_norm_eps", 1e-6), rope_theta=c.get("rope_theta", 10000.0),
+                           norm_eps=c.get("rms_norm_eps", 1e-6), rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)),
                            tied_embeddings=bool(c.get("tie_word_embeddings", False)))
     raise ValueError(f"{path}: model type {kind!r} is not supported (only gpt2 and llama)")
 
@@ -112,9 +113,11 @@ def tokenizer_spec(path: Path) -> dict:
     if not f.exists():
         raise ValueError(f"{path} has no tokenizer.json")
     spec = {"tokenizer_json": f.read_text()}
-    tc = path / "tokenizer_config.json"
+    tc, jinja = path / "tokenizer_config.json", path / "chat_template.jinja"
     if tc.exists():
         spec["chat_template"] = json.loads(tc.read_text()).get("chat_template")
+    if jinja.exists():  # transformers >= 4.50 saves the template beside the config
+        spec["chat_template"] = jinja.read_text()
     return spec
 
 
