@@ -1,0 +1,227 @@
+"""The JSON API (blueprint mounted at /api): generate, stream, and read runs lazily.
+
+    POST /api/generate                 the whole run as JSON
+    POST /api/stream                   the same run as Server-Sent Events, one event per step
+    GET  /api/runs, /api/runs/<id>     run list; one run as the page shows it
+    GET  /api/runs/<id>/steps/<s>[/attention/<l> | /embedding | /feedforward/<l> | /logit-lens]
+    GET  /api/model                    model card and which optimizations the engine offers
+    POST /api/batch                    several prompts generated together (when the engine has it)
+
+docs/api.md documents every field.
+"""
+import json
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+import llmviz
+
+from .errors import ApiError, error_body
+from .params import parse_batch, parse_generate
+from .registry import features
+from .runs import Run
+
+bp = Blueprint("api", __name__)
+
+
+def ext():
+    """The app's shared objects: {"models": ModelRegistry, "runs": RunStore}."""
+    return current_app.extensions["llmviz"]
+
+
+def computed_steps(gen):
+    """The steps of one generation, as they are computed.
+
+    Each run is computed in its request's own thread for now; with a
+    continuous-batching scheduler this becomes `scheduler.submit(gen)`.
+    """
+    return iter(gen)
+
+
+def json_body():
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "send a JSON object with Content-Type: application/json, "
+                            "e.g. {\"prompt\": \"The quick brown fox\"}")
+    return body
+
+
+def new_run(settings) -> Run:
+    model = ext()["models"].get(settings["quantization"])
+    text = model.tokenizer.apply_chat_template(settings["prompt"]) if settings["chat"] else settings["prompt"]
+    kwargs = {"max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"],
+              "top_k": settings["top_k"], "top_p": settings["top_p"], "seed": settings["seed"],
+              "trace": True, "kv_cache": settings["kv_cache"], "forced_ids": settings["forced_ids"]}
+    if settings["speculative"]:
+        kwargs.update(speculative=settings["speculative"], num_draft_tokens=settings["num_draft_tokens"])
+    try:
+        gen = llmviz.Generation(model, text, **kwargs)
+    except ValueError as e:                      # empty after tokenizing, or longer than the context
+        raise ApiError(400, str(e), "prompt")
+    return Run(gen, {**settings, "prompt_text": text, "seed": gen.seed}, model)
+
+
+def parsed_settings(parse=parse_generate):
+    model = ext()["models"].get("fp32")
+    return parse(json_body(), features(), model.config.vocab_size)
+
+
+def reserve_slot():
+    if not ext()["runs"].try_start():
+        raise ApiError(429, f"the server is already computing {ext()['runs'].max_active} runs; "
+                            "wait for one to finish and try again")
+
+
+@bp.post("/generate")
+def generate():
+    settings = parsed_settings()
+    reserve_slot()
+    try:
+        run = ext()["runs"].add(new_run(settings))
+        for step in computed_steps(run.gen):
+            run.add_step(step)
+        run.finish()
+    finally:
+        ext()["runs"].release()
+    return jsonify(run.to_json())
+
+
+def sse(event: str, data) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+@bp.post("/stream")
+def stream():
+    settings = parsed_settings()
+    reserve_slot()
+    try:
+        run = ext()["runs"].add(new_run(settings))
+    except Exception:
+        ext()["runs"].release()
+        raise
+    store, log = ext()["runs"], current_app.logger
+
+    def events():
+        steps = computed_steps(run.gen)
+        try:
+            yield sse("run", run.header())
+            for step in steps:
+                yield sse("step", {"step": run.add_step(step), "text": run.text()})
+            run.finish()
+            yield sse("done", {"id": run.id, "status": run.status, "text": run.text(),
+                               "timings": run.trace.timings, "stats": run.result.stats})
+        except GeneratorExit:                    # the browser went away: stop computing
+            run.status = "stopped"
+            raise
+        except Exception as e:
+            log.exception("run %s failed", run.id)
+            run.status, run.error = "error", str(e)
+            yield sse("error", error_body(500, f"the generation failed: {e}"))
+        finally:
+            getattr(steps, "close", lambda: None)()
+            store.release()
+
+    return Response(events(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.post("/batch")
+def batch():
+    settings = parsed_settings(parse_batch)
+    if not features()["batching"]["available"]:
+        raise ApiError(400, f"batching is not available: {features()['batching']['reason']}", "prompts")
+    from .batch import run_batch
+    reserve_slot()
+    try:
+        return jsonify(run_batch(ext()["models"].get(settings["quantization"]), settings, ext()["runs"]))
+    finally:
+        ext()["runs"].release()
+
+
+def find_run(run_id) -> Run:
+    run = ext()["runs"].get(run_id)
+    if run is None:
+        raise ApiError(404, f"no run {run_id!r} on this server; runs live in memory and only the "
+                            f"last {ext()['runs'].max_runs} are kept, so generate it again", "run")
+    return run
+
+
+def detail(run_id, fn):
+    """Call a lazy trace accessor, turning a bad step or layer into a 404 with the reason."""
+    run = find_run(run_id)
+    try:
+        return jsonify(fn(run.trace))
+    except IndexError as e:
+        raise ApiError(404, str(e), "step" if "step" in str(e) else "layer")
+
+
+@bp.get("/runs")
+def list_runs():
+    return jsonify({"runs": [{"id": r.id, "status": r.status, "prompt": r.request["prompt"],
+                              "settings": r.trace.settings, "steps": len(r.step_summaries)}
+                             for r in ext()["runs"].list()]})
+
+
+@bp.get("/runs/<run_id>")
+def get_run(run_id):
+    return jsonify(find_run(run_id).to_json())
+
+
+@bp.get("/runs/<run_id>/steps/<int:step>")
+def get_step(run_id, step):
+    run = find_run(run_id)
+    if not 0 <= step < len(run.step_summaries):
+        raise ApiError(404, f"step {step} does not exist (this run has {len(run.step_summaries)} steps)", "step")
+    return jsonify(run.step_summaries[step])
+
+
+@bp.get("/runs/<run_id>/steps/<int:step>/attention/<int:layer>")
+def attention(run_id, step, layer):
+    return detail(run_id, lambda t: t.attention(step, layer))
+
+
+@bp.get("/runs/<run_id>/steps/<int:step>/embedding")
+def embedding(run_id, step):
+    return detail(run_id, lambda t: t.embedding(step))
+
+
+@bp.get("/runs/<run_id>/steps/<int:step>/feedforward/<int:layer>")
+def feedforward(run_id, step, layer):
+    def fn(t):
+        if not 0 <= layer < t.model.config.n_layers:
+            raise IndexError(f"layer {layer} does not exist (the model has {t.model.config.n_layers})")
+        return t.feedforward(step, layer)
+    return detail(run_id, fn)
+
+
+@bp.get("/runs/<run_id>/steps/<int:step>/logit-lens")
+def logit_lens(run_id, step):
+    return detail(run_id, lambda t: t.logit_lens(step))
+
+
+def model_card(model) -> dict:
+    cfg = model.config
+    return {"name": model.name, "file": model.source.rsplit("/", 1)[-1], "quantization": model.quantization,
+            "config": cfg.to_dict(), "weight_bytes": model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token(),
+            "file_types": model.info.get("file_types", []), "parameters": parameter_count(model)}
+
+
+def parameter_count(model) -> int:
+    seen, total = set(), 0
+    for name, w in model.weights.items():
+        if name == "lm_head" and model.config.tied_embeddings:
+            continue
+        if id(w) not in seen:
+            seen.add(id(w))
+            total += int(getattr(w, "size", 0))
+    return total
+
+
+@bp.get("/model")
+def model():
+    quant = request.args.get("quantization", "fp32")
+    feats = features()
+    if quant not in feats["quantization"]["options"]:
+        raise ApiError(400, f"quantization must be one of {', '.join(feats['quantization']['options'])}",
+                       "quantization")
+    return jsonify({**model_card(ext()["models"].get(quant)), "features": feats,
+                    "loaded_quantizations": ext()["models"].loaded()})

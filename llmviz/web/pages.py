@@ -1,0 +1,32 @@
+"""The HTML page, the vendored plotly.js and the health check (no JSON API here)."""
+from pathlib import Path
+
+import plotly
+from flask import Blueprint, current_app, jsonify, render_template, send_file
+
+from .registry import features
+
+bp = Blueprint("pages", __name__)
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+@bp.get("/")
+def index():
+    models = current_app.extensions["llmviz"]["models"]
+    model = models.get("fp32")
+    boot = {"model": {"name": model.name, "arch": model.config.arch, "n_layers": model.config.n_layers,
+                      "n_heads": model.config.n_heads},
+            "features": features(), "plotly_version": plotly.__version__}
+    return render_template("index.html", boot=boot)
+
+
+@bp.get("/vendor/plotly.min.js")
+def plotly_js():
+    """plotly.js as bundled in the installed `plotly` Python package: no CDN, works offline."""
+    return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=24 * 3600)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok", "models_loaded": current_app.extensions["llmviz"]["models"].loaded()})

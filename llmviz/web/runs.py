@@ -1,0 +1,107 @@
+"""Per-run state: each run owns its Generation (KV cache, RNG, trace), never the model.
+
+The store is a bounded LRU keyed by run id, safe to use from the threads of the
+Flask dev server. It also counts runs that are still computing, so a busy
+server answers 429 instead of queueing work on a 2-core machine.
+"""
+import threading
+import time
+import uuid
+from collections import OrderedDict
+
+
+class Run:
+    def __init__(self, gen, request: dict, model):
+        self.id = uuid.uuid4().hex[:12]
+        self.gen = gen
+        self.request = request            # the parsed settings, echoed back for permalinks and export
+        self.model = model
+        self.created = time.time()
+        self.status = "running"           # running | done | stopped | error
+        self.error = None
+        self.step_summaries = []          # compact JSON per step, computed once as each step arrives
+        self.result = None
+
+    @property
+    def trace(self):
+        return self.gen.trace
+
+    def add_step(self, step) -> dict:
+        summary = step.summary(self.model.tokenizer, self.model.config.n_layers)
+        self.step_summaries.append(summary)
+        return summary
+
+    def finish(self):
+        self.result = self.gen.result()
+        self.gen.cache = None             # the KV cache is only needed while generating
+        self.status = "done"
+
+    def new_tokens(self) -> list:
+        tok = self.model.tokenizer
+        return [{"id": int(i), "text": tok.piece(i), "special": tok.is_special(i)} for i in self.gen.new_ids]
+
+    def text(self) -> str:
+        if self.result is not None:
+            return self.result.text
+        tok = self.model.tokenizer
+        return tok.decode([i for i in self.gen.new_ids if i not in tok.eos_ids])
+
+    def header(self) -> dict:
+        """What the page needs before the first step: the run id, model card and prompt tokens."""
+        trace = self.trace
+        cfg = self.model.config
+        tok = self.model.tokenizer
+        return {
+            "id": self.id, "status": self.status, "request": self.request,
+            "model": {"name": self.model.name, **cfg.to_dict(), "quantization": self.model.quantization,
+                      "weight_bytes": self.model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token()},
+            "settings": trace.settings,
+            "prompt_text": self.request["prompt_text"],
+            "prompt_tokens": [{"id": int(i), "text": tok.piece(i), "special": tok.is_special(i)}
+                              for i in trace.prompt_ids],
+        }
+
+    def to_json(self) -> dict:
+        """The whole run as the page shows it (GET /api/runs/<id>)."""
+        return {**self.header(), "error": self.error, "tokens": self.new_tokens(), "text": self.text(),
+                "timings": self.trace.timings, "stats": getattr(self.result, "stats", {}) or {},
+                "steps": list(self.step_summaries)}
+
+
+class RunStore:
+    def __init__(self, max_runs=24, max_active=4):
+        self.max_runs = max_runs
+        self.max_active = max_active
+        self._runs = OrderedDict()
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def add(self, run: Run) -> Run:
+        with self._lock:
+            self._runs[run.id] = run
+            while len(self._runs) > self.max_runs:
+                self._runs.popitem(last=False)
+        return run
+
+    def get(self, run_id: str):
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None:
+                self._runs.move_to_end(run_id)
+            return run
+
+    def list(self) -> list:
+        with self._lock:
+            return list(reversed(self._runs.values()))
+
+    def try_start(self) -> bool:
+        """Reserve a slot for a computing run; False when the server is at its limit."""
+        with self._lock:
+            if self._active >= self.max_active:
+                return False
+            self._active += 1
+            return True
+
+    def release(self):
+        with self._lock:
+            self._active -= 1
