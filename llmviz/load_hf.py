@@ -44,13 +44,35 @@ def read_config(path: Path) -> ModelConfig:
     raise ValueError(f"{path}: model type {kind!r} is not supported (only gpt2 and llama)")
 
 
+def read_bf16_file(f: Path) -> dict:
+    """NumPy has no bfloat16, so safetensors' NumPy loader refuses it. The format is
+    a u64 header length, a JSON header, then raw little-endian data; bf16 is the top
+    half of a float32, so widening is a 16-bit shift."""
+    raw = f.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    data = memoryview(raw)[8 + n:]
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = t["data_offsets"]
+        dtype = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32}[t["dtype"]]
+        a = np.frombuffer(data[lo:hi], dtype=dtype).reshape(t["shape"])
+        out[name] = (a.astype(np.uint32) << 16).view(np.float32) if t["dtype"] == "BF16" else a
+    return out
+
+
 def read_tensors(path: Path) -> dict:
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise ValueError(f"{path} has no .safetensors file")
     raw = {}
     for f in files:
-        raw.update(load_file(str(f)))
+        try:
+            raw.update(load_file(str(f)))
+        except (TypeError, ValueError, KeyError):
+            raw.update(read_bf16_file(f))
     return raw
 
 

@@ -77,3 +77,26 @@ def test_second_start_uses_the_cache(real_model):
     code = "import llmviz; m = llmviz.load_model(); print(m.info['load_seconds'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "converting" not in out.stdout + out.stderr
+
+
+def test_bfloat16_checkpoint_loads(tmp_path):
+    """Real Llama checkpoints are often bf16; NumPy has no bf16 type."""
+    import struct
+    from safetensors.numpy import load_file
+    for f in ("config.json", "tokenizer.json"):
+        shutil.copy(FIXTURES / "tiny-llama" / f, tmp_path)
+    raw = load_file(str(FIXTURES / "tiny-llama" / "model.safetensors"))
+    header, blobs, offset = {}, [], 0
+    for name, a in raw.items():
+        bf16 = (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)   # truncate to bf16
+        header[name] = {"dtype": "BF16", "shape": list(a.shape), "data_offsets": [offset, offset + bf16.nbytes]}
+        blobs.append(bf16.tobytes())
+        offset += bf16.nbytes
+    h = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    model = llmviz.load_model(tmp_path)
+    fp32 = llmviz.load_model(FIXTURES / "tiny-llama")
+    ids = fp32.tokenizer.encode("Alice was beginning")
+    a, b = model.logits(ids), fp32.logits(ids)
+    assert a.dtype == np.float32
+    assert 0 < np.abs(a - b).max() < 0.1     # bf16 rounding, nothing worse
