@@ -1,5 +1,7 @@
 """llmviz: a NumPy LLM that records every intermediate, and a page that shows them."""
+from .batching import generate_batch
 from .generate import Generation, GenerationResult, generate
 from .model import Model, load_model
+from .scheduler import Scheduler
 
-__all__ = ["Generation", "GenerationResult", "Model", "generate", "load_model"]
+__all__ = ["Generation", "GenerationResult", "Model", "Scheduler", "generate", "generate_batch", "load_model"]

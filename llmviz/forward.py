@@ -71,7 +71,7 @@ def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_la
     L = cfg.n_layers if n_layers is None else n_layers
     starts = [c.length for c in caches]
     recs = recs if recs is not None and any(r is not None for r in recs) else None
-    if max(starts) + T > min(c.max_len for c in caches):
+    if any(s + T > c.max_len for s, c in zip(starts, caches)):      # each row against its own cache
         raise ValueError("KV cache is full")
 
     # -- embedding ------------------------------------------------------------

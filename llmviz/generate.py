@@ -3,6 +3,10 @@
 `Generation` is an iterator of Steps, so a server can stream each step as it is
 computed and stop early by simply not asking for the next one. `generate()` runs
 it to the end. Per-run state (KV cache, RNG, trace) lives here, never on the model.
+
+With `speculative` set, every step after the prefill is a speculative step (see
+llmviz/speculative.py): a draft proposes up to `num_draft_tokens` tokens, one forward
+pass verifies them all, and the step emits one or more tokens.
 """
 import time
 from dataclasses import dataclass, field
@@ -10,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .forward import KVCache, StageClock, forward
-from .sampling import SamplingSettings, sample
+from .sampling import SamplingSettings, filtered_distribution, sample
+from .speculative import SpecStats, make_drafter, verify
 from .trace import Recorder, Step, Trace
 
 
@@ -26,7 +31,8 @@ class GenerationResult:
 
 class Generation:
     def __init__(self, model, prompt, max_new_tokens=32, temperature=0.0, top_k=None, top_p=None,
-                 seed=None, trace=False, kv_cache=True, forced_ids=(), prompt_ids=None, stop_at_eos=True):
+                 seed=None, trace=False, kv_cache=True, forced_ids=(), prompt_ids=None, stop_at_eos=True,
+                 speculative=None, num_draft_tokens=4, early_exit_layers=None):
         t0 = time.perf_counter()
         self.model = model
         self.prompt_ids = list(prompt_ids) if prompt_ids is not None else model.tokenizer.encode(prompt)
@@ -53,6 +59,23 @@ class Generation:
         self.trace = Trace(model, settings, self.prompt_ids)
         self.trace.timings["tokenize_ms"] = round(tokenize_s * 1000, 3)
         self.done = max_new_tokens < 1
+        self.drafter = None
+        if speculative is not None:
+            if not kv_cache or self.forced:
+                raise ValueError("speculative decoding needs kv_cache=True and no forced tokens")
+            if int(num_draft_tokens) < 1:
+                raise ValueError("num_draft_tokens must be at least 1")
+            self.num_draft_tokens = int(num_draft_tokens)
+            self.drafter = make_drafter(speculative, self, early_exit_layers)
+            self.spec_stats = SpecStats(self.drafter.name, self.num_draft_tokens)
+            settings.update(speculative=self.drafter.name, num_draft_tokens=self.num_draft_tokens)
+            if getattr(self.drafter, "n_layers", None):
+                settings["early_exit_layers"] = self.drafter.n_layers
+
+    @property
+    def speculative(self) -> bool:
+        """True when the next step is a speculative one (it cannot join a batched forward)."""
+        return self.drafter is not None and bool(self.trace.steps)
 
     # A step is split in two so that a scheduler can run the forward passes of many
     # Generations as one batch: pending() says what to compute, accept() takes the logits.
@@ -95,10 +118,61 @@ class Generation:
     def __next__(self) -> Step:
         if self.done:
             raise StopIteration
+        if self.speculative:
+            return self.speculative_step()
         inputs, cache, rec = self.pending()
         clock = StageClock()
         logits = forward(self.model, np.asarray([inputs]), [cache], recs=[rec], clock=clock)
         return self.accept(logits[0, -1], clock.seconds)
+
+    def speculative_step(self) -> Step:
+        """Draft up to γ tokens, score them with the target in one forward pass, keep the
+        accepted prefix plus one token from the target (Leviathan et al. 2023)."""
+        t0 = time.perf_counter()
+        ids = self.prompt_ids + self.new_ids
+        start = self.cache.length                  # == len(ids) - 1: the last token is not cached yet
+        gamma = min(self.num_draft_tokens, self.max_new_tokens - len(self.new_ids) - 1)
+        drafts, q = self.drafter.propose(self, ids, gamma) if gamma > 0 else ([], None)
+        self.cache.length = start
+        t1 = time.perf_counter()
+
+        inputs = [ids[-1]] + list(drafts)
+        rec = Recorder() if self.tracing else None
+        clock = StageClock()
+        logits = forward(self.model, np.asarray([inputs]), [self.cache], recs=[rec], clock=clock,
+                         all_logits=True)[0]                                     # [γ+1, V]
+        t2 = time.perf_counter()
+        p = np.stack([filtered_distribution(l, self.sampling) for l in logits])  # [γ+1, V]
+        n_acc, token, decisions, final = verify(p, q, drafts, self.sampling.greedy, self.rng)
+        self.cache.length = start + 1 + n_acc      # drop the K/V rows of rejected draft tokens
+        self.drafter.rollback(self.cache.length)
+
+        emitted = list(drafts[:n_acc]) + [token]
+        emitted = emitted[: self.max_new_tokens - len(self.new_ids)]
+        eos = [i for i, t in enumerate(emitted) if self.stop_at_eos and t in self.model.tokenizer.eos_ids]
+        if eos:
+            emitted = emitted[: eos[0] + 1]
+        self.spec_stats.add(len(drafts), n_acc, len(emitted))
+        seconds = {**clock.seconds, "draft": t1 - t0, "sampling": time.perf_counter() - t2}
+        seconds["total"] = sum(seconds.values())
+        s = self.sampling
+        step = Step(index=len(self.trace.steps), kind="decode", input_ids=inputs, start=start,
+                    reused_rows=start, cache_bytes=self.cache.nbytes_used, logits=logits[n_acc],
+                    sampling={"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
+                              "u": final["u"], "probs": p[n_acc], "chosen": token},
+                    emitted=emitted, seconds=seconds, rec=rec.data if rec else {},
+                    extra={"speculative": {"source": self.drafter.name, "draft_tokens": [int(t) for t in drafts],
+                                           "accepted": n_acc, "decisions": decisions,
+                                           "final_token": int(token), "final_kind": final["kind"],
+                                           "discarded_rows": len(drafts) - n_acc}})
+        self.new_ids.extend(emitted)
+        self.trace.steps.append(step)
+        if len(self.new_ids) >= self.max_new_tokens or eos:
+            self.done = True
+        return step
+
+    def stats(self) -> dict:
+        return self.spec_stats.summary() if self.drafter is not None else {}
 
     def result(self) -> GenerationResult:
         for _ in self:
@@ -106,23 +180,24 @@ class Generation:
         steps = self.trace.steps
         per_token = [s.seconds["total"] for s in steps]
         decode = per_token[1:]
+        decode_tokens = sum(len(s.emitted) for s in steps[1:])
         timings = {
             **self.trace.timings,
             "prefill_ms": round(per_token[0] * 1000, 3) if per_token else 0.0,
             "per_token_ms": [round(t * 1000, 3) for t in per_token],
-            "decode_tokens_per_second": round(len(decode) / sum(decode), 2) if decode else None,
+            "decode_tokens_per_second": round(decode_tokens / sum(decode), 2) if decode else None,
             "total_ms": round(sum(per_token) * 1000 + self.trace.timings["tokenize_ms"], 3),
             "stage_ms": {k: round(sum(s.seconds.get(k, 0.0) for s in steps) * 1000, 3)
-                         for k in ("embed", "attention", "feedforward", "prediction", "sampling")},
+                         for k in ("embed", "attention", "feedforward", "prediction", "sampling", "draft")},
         }
         self.trace.timings = timings
         tok = self.model.tokenizer
         text_ids = [i for i in self.new_ids if not (i in tok.eos_ids and i == self.new_ids[-1])]
         return GenerationResult(self.prompt_ids, list(self.new_ids), tok.decode(text_ids), timings,
-                                self.trace if self.tracing else None)
+                                self.trace if self.tracing else None, self.stats())
 
 
 def generate(model, prompt, max_new_tokens=32, temperature=0.0, top_k=None, top_p=None, seed=None,
-             trace=False, kv_cache=True, **kwargs) -> GenerationResult:
+             trace=False, kv_cache=True, speculative=None, num_draft_tokens=4, **kwargs) -> GenerationResult:
     return Generation(model, prompt, max_new_tokens, temperature, top_k, top_p, seed, trace, kv_cache,
-                      **kwargs).result()
+                      speculative=speculative, num_draft_tokens=num_draft_tokens, **kwargs).result()

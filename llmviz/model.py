@@ -38,7 +38,9 @@ class Model:
         """Bytes of weights as stored (a tied unembedding counted once)."""
         seen, total = set(), 0
         for name, w in self.weights.items():
-            base = w.base if isinstance(w, np.ndarray) and w.base is not None and name == "lm_head" else w
+            # a view (lm_head = tok_emb.T, or a quantized embedding's transpose) counts through its base
+            view = name == "lm_head" or not isinstance(w, np.ndarray)
+            base = w.base if view and getattr(w, "base", None) is not None else w
             if id(base) in seen:
                 continue
             seen.add(id(base))
