@@ -10,8 +10,10 @@ from pathlib import Path
 from flask import Flask
 
 from .errors import register_error_handlers
+from .limits import DEFAULTS as LIMIT_DEFAULTS, register_limits
 from .registry import ModelRegistry
 from .runs import RunStore
+from .security import register_security
 
 ROOT = Path(__file__).resolve().parents[2]      # the repository: templates/ and static/ live here
 
@@ -27,14 +29,15 @@ DEFAULTS = {
 
 def create_app(config=None) -> Flask:
     app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
-    app.config.update(DEFAULTS)
+    app.config.update({**DEFAULTS, **LIMIT_DEFAULTS})
     app.config.update(config or {})
     app.json.sort_keys = False
 
     registry = ModelRegistry(app.config["LLMVIZ_MODEL_PATH"], preloaded=app.config["LLMVIZ_MODEL"])
     app.extensions["llmviz"] = {
         "models": registry,
-        "runs": RunStore(app.config["LLMVIZ_MAX_RUNS"], app.config["LLMVIZ_MAX_ACTIVE"]),
+        "runs": RunStore(app.config["LLMVIZ_MAX_RUNS"], app.config["LLMVIZ_MAX_ACTIVE"],
+                         app.config["LLMVIZ_MAX_STORED_BYTES"]),
     }
     if app.config["LLMVIZ_WARMUP"]:
         registry.warm_up()
@@ -44,4 +47,6 @@ def create_app(config=None) -> Flask:
     app.register_blueprint(pages_bp)
     app.register_blueprint(api_bp, url_prefix="/api")
     register_error_handlers(app)
+    register_security(app)
+    register_limits(app)
     return app

@@ -16,7 +16,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 import llmviz
 
 from .errors import ApiError, error_body
-from .params import parse_batch, parse_generate
+from .limits import time_limited
+from .validation import Limits, batch_settings, generate_settings
 from .registry import features
 from .runs import Run
 
@@ -34,7 +35,7 @@ def computed_steps(gen):
     Each run is computed in its request's own thread for now; with a
     continuous-batching scheduler this becomes `scheduler.submit(gen)`.
     """
-    return iter(gen)
+    return time_limited(iter(gen), gen, getattr(gen, "time_limit_s", None))
 
 
 def json_body():
@@ -57,12 +58,14 @@ def new_run(settings) -> Run:
         gen = llmviz.Generation(model, text, **kwargs)
     except ValueError as e:                      # empty after tokenizing, or longer than the context
         raise ApiError(400, str(e), "prompt")
+    gen.time_limit_s = current_app.config["LLMVIZ_RUN_SECONDS"]   # read by computed_steps (limits.py)
     return Run(gen, {**settings, "prompt_text": text, "seed": gen.seed}, model)
 
 
-def parsed_settings(parse=parse_generate):
-    model = ext()["models"].get("fp32")
-    return parse(json_body(), features(), model.config.vocab_size)
+def parsed_settings(parse=generate_settings):
+    """The raw body -> checked settings, or an ApiError naming the field (validation.py)."""
+    return parse(request.content_type, request.get_data(), ext()["models"].get("fp32"), features(),
+                 Limits.from_config(current_app.config))
 
 
 def reserve_slot():
@@ -126,7 +129,7 @@ def stream():
 
 @bp.post("/batch")
 def batch():
-    settings = parsed_settings(parse_batch)
+    settings = parsed_settings(batch_settings)
     if not features()["batching"]["available"]:
         raise ApiError(400, f"batching is not available: {features()['batching']['reason']}", "prompts")
     from .batch import run_batch
@@ -139,6 +142,10 @@ def batch():
 
 def find_run(run_id) -> Run:
     run = ext()["runs"].get(run_id)
+    if run is None and ext()["runs"].was_evicted(run_id):
+        raise ApiError(404, f"run {run_id!r} was evicted: this server keeps only the {ext()['runs'].max_runs} "
+                            "most recently used runs (and a memory budget for their traces); generate it again",
+                       "run")
     if run is None:
         raise ApiError(404, f"no run {run_id!r} on this server; runs live in memory and only the "
                             f"last {ext()['runs'].max_runs} are kept, so generate it again", "run")
@@ -224,4 +231,5 @@ def model():
         raise ApiError(400, f"quantization must be one of {', '.join(feats['quantization']['options'])}",
                        "quantization")
     return jsonify({**model_card(ext()["models"].get(quant)), "features": feats,
+                    "limits": Limits.from_config(current_app.config).to_json(),
                     "loaded_quantizations": ext()["models"].loaded()})

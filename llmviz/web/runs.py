@@ -9,6 +9,8 @@ import time
 import uuid
 from collections import OrderedDict
 
+from .limits import trace_nbytes
+
 
 class Run:
     def __init__(self, gen, request: dict, model):
@@ -69,19 +71,32 @@ class Run:
 
 
 class RunStore:
-    def __init__(self, max_runs=24, max_active=4):
+    def __init__(self, max_runs=24, max_active=4, max_bytes=None):
         self.max_runs = max_runs
         self.max_active = max_active
+        self.max_bytes = max_bytes        # trace bytes of stored runs; checked as each run is added
         self._runs = OrderedDict()
+        self._evicted = OrderedDict()     # ids of dropped runs (bounded), so a 404 can say why
         self._active = 0
         self._lock = threading.Lock()
 
     def add(self, run: Run) -> Run:
         with self._lock:
             self._runs[run.id] = run
-            while len(self._runs) > self.max_runs:
-                self._runs.popitem(last=False)
+            while len(self._runs) > self.max_runs or (
+                    self.max_bytes and len(self._runs) > 1 and self._nbytes() > self.max_bytes):
+                old, _ = self._runs.popitem(last=False)
+                self._evicted[old] = True
+                if len(self._evicted) > 10_000:
+                    self._evicted.popitem(last=False)
         return run
+
+    def _nbytes(self) -> int:
+        return sum(trace_nbytes(r.trace) for r in self._runs.values())
+
+    def was_evicted(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._evicted
 
     def get(self, run_id: str):
         with self._lock:

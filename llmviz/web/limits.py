@@ -1,0 +1,55 @@
+"""Limits that keep a shared CPU server answering: run time, busy answers, the server's settings.
+
+- `time_limited(steps, gen, seconds)` stops a run that computes longer than the
+  per-run limit: it closes the step iterator (a scheduler stream is cancelled)
+  and marks the Generation done, so the run ends with the tokens it has and says why.
+- Busy answers (429, 503) carry `Retry-After` (RFC 9110 10.2.3), so a client
+  knows when to try again instead of hammering the server.
+- `DEFAULTS` are the app-config keys of every limit, merged into create_app's defaults.
+"""
+import time
+
+DEFAULTS = {
+    "LLMVIZ_RUN_SECONDS": 120,          # wall time one run may compute before it is stopped
+    "LLMVIZ_RETRY_AFTER": 2,            # seconds a busy answer (429/503) asks the client to wait
+    "LLMVIZ_MAX_STORED_BYTES": 2 << 30,  # trace bytes kept in the run store; older runs evicted first
+    "LLMVIZ_ENV": "production",         # "development" is the only setting that allows Flask debug
+}
+
+
+def time_limited(steps, gen, seconds):
+    """Yield from `steps` until `seconds` of wall time have passed, then stop the run.
+
+    The limit is checked between steps (a step is one forward pass, well under a second
+    on the default model), so a run overshoots by at most one step.
+    """
+    deadline = time.monotonic() + seconds if seconds else None
+    try:
+        for step in steps:
+            yield step
+            if deadline is not None and time.monotonic() > deadline and not gen.done:
+                gen.done = True              # result() must not compute the rest either
+                gen.trace.timings["stopped"] = (f"the server's time limit of {seconds} s per run was reached "
+                                                f"after {len(gen.new_ids)} tokens")
+                return
+    finally:
+        getattr(steps, "close", lambda: None)()   # a scheduler stream: cancel the generation
+
+
+def trace_nbytes(trace) -> int:
+    """Bytes of the arrays a run's trace holds (what `validation.trace_bytes` estimates)."""
+    total = 0
+    for step in list(trace.steps):
+        total += step.logits.nbytes + getattr(step.sampling.get("probs"), "nbytes", 0)
+        total += sum(getattr(a, "nbytes", 0) for a in step.rec.values())
+    return total
+
+
+def add_retry_after(response, seconds):
+    if response.status_code in (429, 503) and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+def register_limits(app):
+    app.after_request(lambda response: add_retry_after(response, app.config["LLMVIZ_RETRY_AFTER"]))

@@ -1,0 +1,285 @@
+"""Checking generation requests before any work is done: one pure function per endpoint.
+
+`generate_settings(content_type, data, model, features, limits)` turns the raw
+body of POST /api/generate (and /api/stream) into the settings `api.new_run`
+uses, or raises an ApiError whose message names the field and the allowed range.
+`batch_settings` does the same for POST /api/batch. Nothing here touches the
+request, the app or global state, so the tests call these functions directly
+as well as through the test client.
+
+The limits are server settings (`Limits.from_config(app.config)`), shown to the
+page through GET /api/model. So is the model: a request can never name a model
+or a file to load.
+"""
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from .errors import ApiError
+from .registry import QUANTIZATIONS, SPECULATIVE_SOURCES
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_prompt_tokens: int = 512            # tokens in a prompt, as the model's tokenizer counts them
+    max_new_tokens: int = 256               # tokens generated per run
+    max_temperature: float = 2.0            # beyond 2 the distribution is close to uniform: nothing to see
+    max_seed: int = 2 ** 31 - 1             # seeds stay exact as JavaScript numbers
+    max_draft_tokens: int = 8               # speculative decoding: tokens drafted per step
+    max_batch_prompts: int = 8              # prompts in one POST /api/batch
+    max_trace_bytes: int = 1 << 30          # estimated trace size of one run (attention grows as T x S)
+
+    CONFIG_KEYS = {"max_prompt_tokens": "LLMVIZ_MAX_PROMPT_TOKENS", "max_new_tokens": "LLMVIZ_MAX_NEW_TOKENS",
+                   "max_temperature": "LLMVIZ_MAX_TEMPERATURE", "max_seed": "LLMVIZ_MAX_SEED",
+                   "max_draft_tokens": "LLMVIZ_MAX_DRAFT_TOKENS", "max_batch_prompts": "LLMVIZ_MAX_BATCH_PROMPTS",
+                   "max_trace_bytes": "LLMVIZ_MAX_TRACE_BYTES"}
+
+    @classmethod
+    def from_config(cls, config) -> "Limits":
+        return cls(**{f: config[k] for f, k in cls.CONFIG_KEYS.items() if config.get(k) is not None})
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# the options a generation request may carry (docs/api.md describes each)
+GENERATE_FIELDS = ("prompt", "chat", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "kv_cache",
+                   "quantization", "speculative", "num_draft_tokens", "forced_ids")
+BATCH_FIELDS = ("prompts",) + GENERATE_FIELDS      # the page may send its usual fields; `prompts` wins
+# names a client might use to pick weights; answered with why that is not possible
+MODEL_FIELDS = ("model", "model_path", "model_name", "path", "file", "filename", "weights", "checkpoint",
+                "gguf", "repo", "repo_id", "hf_repo", "url")
+DEFAULTS = {"chat": False, "max_new_tokens": 24, "temperature": 0.0, "top_k": None, "top_p": None, "seed": None,
+            "kv_cache": True, "quantization": "fp32", "speculative": None, "num_draft_tokens": 4, "forced_ids": []}
+EXAMPLE = '{"prompt": "The quick brown fox"}'
+
+
+def bad(field, message, status=400):
+    return ApiError(status, message, field)
+
+
+def shown(value) -> str:
+    """A request value as JSON, shortened, for an error message."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- the body -------------------------------------------------------------------------
+
+def reject_constant(name):
+    raise bad(None, f"{name} is not a number JSON allows: send finite numbers only")
+
+
+def finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise bad(None, f"{text[:20]} is too large: numbers must be finite")
+    return value
+
+
+def decode_body(content_type, data: bytes) -> dict:
+    """Raw body -> the JSON object, or a 415/400 saying what is wrong with it."""
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    if mimetype != "application/json":
+        raise bad(None, f"send the body as JSON with Content-Type: application/json "
+                        f"(got {mimetype or 'no content type'})", 415)
+    if not data.strip():
+        raise bad(None, f"the request body is empty; send a JSON object such as {EXAMPLE}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad(None, "the request body is not valid UTF-8 text")
+    try:
+        body = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
+    except RecursionError:
+        raise bad(None, "the request body is nested too deeply to be a generation request")
+    except ValueError as e:          # JSONDecodeError, or an integer with thousands of digits
+        raise bad(None, f"the request body is not valid JSON ({e})")
+    if not isinstance(body, dict):
+        raise bad(None, f"the request body must be a JSON object such as {EXAMPLE}, not {json_type(body)}")
+    return body
+
+
+def json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    return {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}[type(value)]
+
+
+# -- single fields --------------------------------------------------------------------
+
+def check_fields(body: dict, allowed):
+    for key in body:
+        if key.lower() in MODEL_FIELDS:
+            raise bad(key, f"{key!r}: the model is chosen by the server (LLMVIZ_MODEL_PATH or "
+                           f"app.py --model), never by a request; remove {key!r}")
+        if key not in allowed:
+            raise bad(key, f"unknown option {shown(key)}; the options are: {', '.join(allowed)}")
+
+
+def text(value, field, limits, count_tokens) -> tuple:
+    """A prompt -> (the prompt, its length in tokens)."""
+    if not isinstance(value, str):
+        raise bad(field, f"{field} must be a string of text, not {json_type(value)}")
+    if not value.strip():
+        raise bad(field, f"{field} is empty; type some text to start from")
+    if "\x00" in value:
+        raise bad(field, f"{field} contains a NUL character (\\u0000), which is not text")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise bad(field, f"{field} contains an unpaired surrogate ({shown(value[e.start])}), which is not "
+                         "valid Unicode text")
+    n = count_tokens(value)          # the body size limit (MAX_CONTENT_LENGTH) bounds this work
+    if n > limits.max_prompt_tokens:
+        raise bad(field, f"{field} is too long ({n} tokens); the limit is {limits.max_prompt_tokens} tokens")
+    return value, n
+
+
+def whole(body, field, lo, hi, optional=False):
+    """An integer field in [lo, hi]; null (or absent) means the default."""
+    value = body.get(field)
+    if value is None or (optional and value == ""):
+        return DEFAULTS[field]
+    rng = f"a whole number from {lo} to {hi}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad(field, f"{field} must be {rng}, not {json_type(value)} ({shown(value)})")
+    if isinstance(value, float) and not value.is_integer():
+        raise bad(field, f"{field} must be {rng} (got {shown(value)})")
+    if not lo <= value <= hi:
+        raise bad(field, f"{field} must be {rng} (got {shown(value)})")
+    return int(value)
+
+
+def real(body, field, lo, hi, lo_open=False, optional=False):
+    """A number in [lo, hi] (or (lo, hi] with lo_open); null (or absent) means the default."""
+    value = body.get(field)
+    if value is None or (optional and value == ""):
+        return DEFAULTS[field]
+    rng = f"a number {'above' if lo_open else 'from'} {lo} {'and at most' if lo_open else 'to'} {hi}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad(field, f"{field} must be {rng}, not {json_type(value)} ({shown(value)})")
+    if not (lo < value if lo_open else lo <= value) or not value <= hi:
+        raise bad(field, f"{field} must be {rng} (got {shown(value)})")
+    return float(value)
+
+
+def flag(body, field) -> bool:
+    value = body.get(field)
+    if value is None:
+        return DEFAULTS[field]
+    if not isinstance(value, bool):
+        raise bad(field, f"{field} must be true or false, not {shown(value)}")
+    return value
+
+
+def choice(body, field, names, available, reason, nullable=False):
+    value = body.get(field)
+    if value is None or value == "":
+        return DEFAULTS[field]
+    allowed = ("null or " if nullable else "") + "one of " + ", ".join(names)
+    if not isinstance(value, str) or value not in names:
+        raise bad(field, f"{field} must be {allowed} (got {shown(value)})")
+    if value not in available:
+        raise bad(field, f"{field} {value!r} is not available on this server: {reason}")
+    return value
+
+
+def token_ids(body, field, vocab_size, max_len):
+    value = body.get(field)
+    if value is None:
+        return []
+    if (not isinstance(value, list)
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab_size for i in value)):
+        raise bad(field, f"{field} must be a list of token ids, whole numbers from 0 to {vocab_size - 1}")
+    if len(value) > max_len:
+        raise bad(field, f"{field} has {len(value)} ids; it cannot be longer than max_new_tokens ({max_len})")
+    return value
+
+
+# -- cost -----------------------------------------------------------------------------
+
+def trace_bytes(cfg, prompt_tokens: int, new_tokens: int, kv_cache: bool) -> int:
+    """Estimated bytes the trace of one run records (float32 arrays kept per step, see trace.py).
+
+    Each step keeps the attention probabilities of every layer and head, [L, H, T, S], plus
+    the logits and final probabilities [V] and a few vectors per layer. With the KV cache a
+    decode step computes one row (T = 1); without it every step recomputes all T = S rows,
+    so the trace grows with the cube of the length.
+    """
+    L, H, V, D, F = cfg.n_layers, cfg.n_heads, cfg.vocab_size, cfg.d_model, cfg.d_ff
+    total = 0
+    for s in range(new_tokens):
+        S = prompt_tokens + s
+        T = S if (s == 0 or not kv_cache) else 1
+        total += 4 * (L * H * T * S + L * (F + D + T) + 2 * V + 2 * T * D)
+    return total
+
+
+def gigabytes(n) -> str:
+    return f"{n / 2 ** 30:.1f} GB" if n >= 2 ** 30 else f"{n / 2 ** 20:.0f} MB"
+
+
+# -- whole requests -------------------------------------------------------------------
+
+def options(body, model, features, limits, prompt_tokens: list) -> dict:
+    """The fields every generation request shares; prompt_tokens: token counts of its prompts."""
+    cfg = model.config
+    out = {"chat": flag(body, "chat")}
+    out["max_new_tokens"] = whole(body, "max_new_tokens", 1, limits.max_new_tokens)
+    out["temperature"] = real(body, "temperature", 0, limits.max_temperature)
+    out["top_k"] = whole(body, "top_k", 1, cfg.vocab_size, optional=True)
+    out["top_p"] = real(body, "top_p", 0, 1, lo_open=True, optional=True)
+    out["seed"] = whole(body, "seed", 0, limits.max_seed, optional=True)
+    out["kv_cache"] = flag(body, "kv_cache")
+    quant = features["quantization"]
+    out["quantization"] = choice(body, "quantization", QUANTIZATIONS, quant["options"], quant["reason"])
+    spec = features["speculative"]
+    out["speculative"] = choice(body, "speculative", SPECULATIVE_SOURCES, spec["sources"], spec["reason"],
+                                nullable=True)
+    out["num_draft_tokens"] = whole(body, "num_draft_tokens", 1, limits.max_draft_tokens)
+    if out["speculative"] and not out["kv_cache"]:
+        raise bad("speculative", "speculative decoding needs kv_cache on (it verifies drafts against the cache)")
+
+    for n in prompt_tokens:
+        if n + out["max_new_tokens"] > cfg.context_length:
+            raise bad("max_new_tokens", f"the prompt ({n} tokens) plus max_new_tokens ({out['max_new_tokens']}) "
+                                        f"exceeds the model's context of {cfg.context_length} tokens")
+    cost = sum(trace_bytes(cfg, n, out["max_new_tokens"], out["kv_cache"]) for n in prompt_tokens)
+    if cost > limits.max_trace_bytes:
+        why = ("with kv_cache off every step recomputes and records attention over all positions; "
+               "turn kv_cache on, or " if not out["kv_cache"] else "")
+        raise bad("kv_cache" if not out["kv_cache"] else "max_new_tokens",
+                  f"this run would record about {gigabytes(cost)} of trace, above the server's limit of "
+                  f"{gigabytes(limits.max_trace_bytes)} per run; {why}lower max_new_tokens or shorten the prompt")
+    return out
+
+
+def generate_settings(content_type, data: bytes, model, features: dict, limits: Limits) -> dict:
+    """Body of POST /api/generate or /api/stream -> settings for api.new_run. Raises ApiError."""
+    body = decode_body(content_type, data)
+    check_fields(body, GENERATE_FIELDS)
+    if "prompt" not in body:
+        raise bad("prompt", f"prompt is missing; send a JSON object such as {EXAMPLE}")
+    prompt, n = text(body["prompt"], "prompt", limits, lambda s: len(model.tokenizer.encode(s)))
+    out = {"prompt": prompt, **options(body, model, features, limits, [n])}
+    if out["speculative"] and body.get("forced_ids"):
+        raise bad("forced_ids", "forced_ids cannot be combined with speculative decoding")
+    out["forced_ids"] = token_ids(body, "forced_ids", model.config.vocab_size, out["max_new_tokens"])
+    return out
+
+
+def batch_settings(content_type, data: bytes, model, features: dict, limits: Limits) -> dict:
+    """Body of POST /api/batch: like generate_settings with `prompts` (1 to max_batch_prompts strings)."""
+    body = decode_body(content_type, data)
+    check_fields(body, BATCH_FIELDS)
+    prompts = body.get("prompts")
+    if not isinstance(prompts, list) or not 1 <= len(prompts) <= limits.max_batch_prompts:
+        raise bad("prompts", f"prompts must be a list of 1 to {limits.max_batch_prompts} strings")
+    checked = [text(p, "prompts", limits, lambda s: len(model.tokenizer.encode(s))) for p in prompts]
+    out = options(body, model, features, limits, [n for _, n in checked])
+    if body.get("forced_ids"):
+        raise bad("forced_ids", "forced_ids applies to one prompt; a batch cannot force tokens")
+    return {"prompt": checked[0][0], "prompts": [p for p, _ in checked], **out, "forced_ids": []}
