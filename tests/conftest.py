@@ -18,3 +18,23 @@ def real_model():
 @pytest.fixture(scope="session")
 def fixtures_dir():
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def make_app(real_model):
+    """make_app(**config) -> a Flask app from the factory, sharing the session's real model."""
+    from llmviz.web import create_app
+
+    def make(**config):
+        return create_app({"TESTING": True, "LLMVIZ_MODEL": real_model, **config})
+    return make
+
+
+@pytest.fixture(scope="module")
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
