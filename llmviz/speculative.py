@@ -174,6 +174,16 @@ class ModelDraft:
         self.cache.length = min(self.cache.length, valid)
 
 
+def truncated_model(model, n_layers):
+    """A separate, smaller Model made of the first n_layers of `model` (sharing its arrays and
+    tokenizer): a stand-in for a distilled draft model when only one checkpoint is at hand."""
+    from dataclasses import replace
+    keep = {k: w for k, w in model.weights.items()
+            if not k.startswith("layers.") or int(k.split(".")[1]) < n_layers}
+    return replace(model, name=f"{model.name}-first{n_layers}", weights=keep,
+                   config=replace(model.config, n_layers=n_layers))
+
+
 def make_drafter(spec, gen, early_exit_layers=None):
     """None | "prompt-lookup" | "early-exit" | a Model -> a draft source (or None)."""
     if spec is None:

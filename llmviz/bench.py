@@ -1,0 +1,285 @@
+"""`python -m llmviz bench`: the four optimizations measured on this machine.
+
+Every figure comes from this process, on the default model (SmolLM2-135M-Instruct,
+dequantized to float32). Timings are wall-clock medians and are noisy on a shared
+CPU: the load average is printed with them. `--quick` runs shorter versions of each
+measurement; tests never assert timings.
+
+Sections:
+    machine      CPUs, BLAS, load, memory bandwidth (a NumPy dot over >= 512 MB)
+    decode       fp32 tokens/s with the KV cache, next to the bandwidth bound
+                 (weight bytes read per token / bandwidth)
+    kv_cache     tokens/s with the cache on and off at several context lengths
+    quantization weight bytes, KL / top-1 / perplexity against fp32 on the shipped text,
+                 tokens/s, bytes read per token and the bound a fused kernel could reach
+    batching     total tokens/s and per-request latency for batch sizes 1..16
+    speculative  acceptance and speedup per draft source on a grounded and a free-form
+                 prompt, and the break-even cost of a verify pass
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .batching import generate_batch
+from .forward import KVCache, forward
+from .generate import Generation, generate
+from .model import load_model
+from .quant import evaluate, quantize_model
+from .speculative import default_exit_layer, truncated_model
+
+TEXT = Path(__file__).parent / "data" / "alice-ch1-2.txt"
+PARAGRAPH = ("Alice was beginning to get very tired of sitting by her sister on the bank, and of having "
+             "nothing to do: once or twice she had peeped into the book her sister was reading, but it had "
+             "no pictures or conversations in it, 'and what is the use of a book,' thought Alice 'without "
+             "pictures or conversations?'")
+GROUNDED = "Repeat this paragraph exactly, word for word:\n\n" + PARAGRAPH
+FREE_FORM = "Write a short story about a robot who learns to paint."
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    return float(np.median(xs)) if len(xs) else float("nan")
+
+
+# -- machine ----------------------------------------------------------------------------
+
+def machine_info():
+    cpu = platform.processor()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
+        cpu = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), cpu)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    blas = "unknown"
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = f'{cfg["Build Dependencies"]["blas"]["name"]} {cfg["Build Dependencies"]["blas"]["version"]}'
+    except Exception:  # noqa: BLE001 - only informative
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "numpy": np.__version__, "blas": blas,
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def memory_bandwidth(megabytes=512, repeats=5):
+    """Bytes/s of a streaming read: np.dot of two float32 vectors of megabytes/2 each (best of
+    `repeats`), and a gemv x @ W over a W of `megabytes`."""
+    n = megabytes * (1 << 20) // 8
+    a = np.ones(n, np.float32)
+    b = np.ones(n, np.float32)
+    best = min(timed(lambda: np.dot(a, b)) for _ in range(repeats))
+    dot_bw = 2 * a.nbytes / best
+    del a, b
+    W = np.ones((megabytes * (1 << 20) // (4 * 4096), 4096), np.float32)   # [R, 4096]
+    x = np.ones(W.shape[0], np.float32)
+    best = min(timed(lambda: x @ W) for _ in range(repeats))
+    gemv_bw = W.nbytes / best
+    return {"dot_gb_s": round(dot_bw / 1e9, 2), "gemv_gb_s": round(gemv_bw / 1e9, 2),
+            "bytes_read": int(W.nbytes), "gb_s": round(max(dot_bw, gemv_bw) / 1e9, 2)}
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+# -- decode speed -----------------------------------------------------------------------
+
+def decode_speed(model, new_tokens, prompt="The history of the printing press"):
+    r = generate(model, prompt, max_new_tokens=new_tokens, stop_at_eos=False)
+    decode = r.timings["per_token_ms"][1:]
+    return {"tokens": len(r.token_ids), "tokens_per_second": round(1000 / median(decode), 2),
+            "median_step_ms": round(median(decode), 2), "prefill_ms": r.timings["prefill_ms"]}
+
+
+def bytes_per_token(model, context):
+    """Weights read once per decode step plus the K/V rows attended over."""
+    return model.nbytes + context * model.config.kv_bytes_per_token()
+
+
+def kv_cache_curve(model, text_ids, contexts, steps):
+    """Median decode-step time with the cache on and off, at several context lengths."""
+    rows = []
+    for n in contexts:
+        row = {"context": n, "cache_bytes": n * model.config.kv_bytes_per_token()}
+        for on in (True, False):
+            r = generate(model, None, prompt_ids=text_ids[:n], max_new_tokens=steps + 1, kv_cache=on,
+                         stop_at_eos=False)
+            ms = median(r.timings["per_token_ms"][1:])
+            row["on_ms" if on else "off_ms"] = round(ms, 2)
+            row["on_tokens_per_second" if on else "off_tokens_per_second"] = round(1000 / ms, 2)
+        row["speedup"] = round(row["off_ms"] / row["on_ms"], 1)
+        rows.append(row)
+        log(f"  context {n:4d}: cache on {row['on_ms']:8.1f} ms/token, off {row['off_ms']:8.1f} ms/token "
+            f"({row['speedup']}x), cache {row['cache_bytes'] / 1e6:.2f} MB")
+    return rows
+
+
+# -- quantization -----------------------------------------------------------------------
+
+def quantization_table(model, text_ids, eval_tokens, window, decode_tokens, bw):
+    models = {"fp32": model, **{k: quantize_model(model, k) for k in ("int8", "int8-g32", "int4")}}
+    t = time.perf_counter()
+    acc = evaluate(model, {k: m for k, m in models.items() if k != "fp32"}, text_ids[: eval_tokens + 1], window)
+    log(f"  accuracy over {acc['ref']['tokens']} tokens in windows of {window}: "
+        f"{time.perf_counter() - t:.0f} s")
+    rows = []
+    for kind, m in models.items():
+        speed = decode_speed(m, decode_tokens)
+        read = bytes_per_token(m, 16)
+        row = {"format": kind, "weight_bytes": m.nbytes, "bits_per_weight": round(8 * m.nbytes / n_params(model), 2),
+               "mean_kl": 0.0 if kind == "fp32" else round(acc[kind]["mean_kl"], 5),
+               "top1_agreement": 1.0 if kind == "fp32" else round(acc[kind]["top1_agreement"], 4),
+               "perplexity": round(acc["ref"]["perplexity"] if kind == "fp32" else acc[kind]["perplexity"], 3),
+               "tokens_per_second": speed["tokens_per_second"], "bytes_read_per_token": read,
+               "bandwidth_bound_tokens_per_second": round(bw * 1e9 / read, 1)}
+        rows.append(row)
+        log(f"  {kind:8s} {row['weight_bytes'] / 1e6:7.1f} MB  KL {row['mean_kl']:.4f}  top-1 "
+            f"{row['top1_agreement']:.3f}  ppl {row['perplexity']:7.3f}  {row['tokens_per_second']:6.2f} tok/s "
+            f"(bound {row['bandwidth_bound_tokens_per_second']:.0f} tok/s)")
+    return {"eval_tokens": acc["ref"]["tokens"], "window": window, "formats": rows}
+
+
+def n_params(model):
+    """Weights in the float32 model (tied embedding once)."""
+    return model.nbytes // 4
+
+
+# -- batching ---------------------------------------------------------------------------
+
+BATCH_PROMPTS = ["The capital of France is", "Once upon a time", "The best way to learn", "In 1969,",
+                 "My favourite food is", "The ocean is", "Python is a language", "Dear diary,"]
+
+
+def batching_table(model, sizes, new_tokens):
+    rows = []
+    base = None
+    for B in sizes:
+        prompts = [BATCH_PROMPTS[i % len(BATCH_PROMPTS)] + " " * (i // len(BATCH_PROMPTS)) for i in range(B)]
+        t = time.perf_counter()
+        results = generate_batch(model, prompts, max_new_tokens=new_tokens, stop_at_eos=False)
+        wall = time.perf_counter() - t
+        step_ms = median(results[0].timings["per_token_ms"][1:])          # one batched decode step
+        decode_tps = B * 1000 / step_ms
+        base = base or decode_tps
+        row = {"batch": B, "decode_tokens_per_second": round(decode_tps, 2), "step_ms": round(step_ms, 1),
+               "total_tokens_per_second": round(B * new_tokens / wall, 2),
+               "request_latency_s": round(median([r.timings["batch_latency_ms"] / 1000 for r in results]), 2),
+               "speedup_vs_batch_1": round(decode_tps / base, 2)}
+        rows.append(row)
+        log(f"  batch {B:2d}: {row['decode_tokens_per_second']:7.1f} decode tok/s ({row['speedup_vs_batch_1']}x), "
+            f"step {row['step_ms']:.0f} ms, request latency {row['request_latency_s']} s")
+    return rows
+
+
+# -- speculative decoding ---------------------------------------------------------------
+
+def verify_cost(model, context, gammas, repeats=3):
+    """Median time of one forward over γ+1 new tokens, relative to one decode step (γ = 0)."""
+    ids = np.arange(100, 100 + context)
+    times = {}
+    for g in [0] + list(gammas):
+        ts = []
+        for _ in range(repeats):
+            cache = KVCache(model.config, context + g + 1)
+            forward(model, ids[None], [cache])
+            ts.append(timed(lambda: forward(model, np.arange(g + 1)[None] + 7, [cache], all_logits=True)))
+        times[g] = median(ts)
+    one = times[0]
+    return [{"gamma": g, "verify_ms": round(times[g] * 1000, 2), "cost_vs_decode": round(times[g] / one, 2),
+             # a verify pass emits accepted + 1 tokens; it pays off when that beats its cost in decode steps
+             "accepted_needed_to_break_even": round(max(0.0, times[g] / one - 1), 2)}
+            for g in gammas]
+
+
+def speculative_table(model, new_tokens, gamma):
+    tok = model.tokenizer
+    draft_layers = 8
+    sources = {"prompt-lookup": "prompt-lookup", "early-exit": "early-exit",
+               f"draft-model (first {draft_layers} layers)": truncated_model(model, draft_layers)}
+    rows = []
+    for pname, text in (("grounded", GROUNDED), ("free-form", FREE_FORM)):
+        prompt = tok.apply_chat_template(text)
+        plain = generate(model, prompt, max_new_tokens=new_tokens, stop_at_eos=False)
+        plain_s = sum(plain.timings["per_token_ms"][1:]) / 1000
+        plain_tps = (len(plain.token_ids) - 1) / plain_s
+        for sname, spec in sources.items():
+            r = generate(model, prompt, max_new_tokens=new_tokens, stop_at_eos=False, speculative=spec,
+                         num_draft_tokens=gamma)
+            spec_s = sum(r.timings["per_token_ms"][1:]) / 1000
+            st = r.stats
+            row = {"prompt": pname, "source": sname, "identical_to_plain": r.token_ids == plain.token_ids,
+                   "acceptance_rate": st["acceptance_rate"], "mean_acceptance_length": st["mean_acceptance_length"],
+                   "per_position_acceptance": st["per_position_acceptance"],
+                   "plain_tokens_per_second": round(plain_tps, 2),
+                   "tokens_per_second": round((len(r.token_ids) - 1) / spec_s, 2),
+                   "speedup": round(plain_s / spec_s, 2), "draft_ms": r.timings["stage_ms"]["draft"]}
+            rows.append(row)
+            log(f"  {pname:9s} {sname:28s} accept {row['acceptance_rate']:.2f}  mean len "
+                f"{row['mean_acceptance_length']:.2f}  {row['tokens_per_second']:6.2f} vs "
+                f"{row['plain_tokens_per_second']:6.2f} tok/s  speedup {row['speedup']:.2f}x  "
+                f"identical {row['identical_to_plain']}")
+    return {"num_draft_tokens": gamma, "early_exit_layers": default_exit_layer(model.config.n_layers),
+            "draft_model_layers": draft_layers, "runs": rows}
+
+
+# -- all ---------------------------------------------------------------------------------
+
+def run(quick=False):
+    model = load_model(log=log)
+    text_ids = model.tokenizer.encode(TEXT.read_text())
+    out = {"model": {"name": model.name, "source_format": "GGUF Q4_1 (4-bit), dequantized to float32",
+                     "weight_bytes_fp32": model.nbytes}, "quick": quick}
+    log("machine")
+    out["machine"] = machine_info()
+    log(f"  {out['machine']}")
+    bw = memory_bandwidth()
+    out["machine"]["bandwidth"] = bw
+    log(f"  memory bandwidth {bw['gb_s']} GB/s (dot {bw['dot_gb_s']}, gemv {bw['gemv_gb_s']})")
+
+    log("decode (fp32, KV cache on)")
+    d = decode_speed(model, 32 if quick else 128)
+    read = bytes_per_token(model, 16)
+    d.update(bytes_read_per_token=read, bandwidth_bound_tokens_per_second=round(bw["gb_s"] * 1e9 / read, 1))
+    d["fraction_of_bound"] = round(d["tokens_per_second"] / d["bandwidth_bound_tokens_per_second"], 3)
+    out["decode"] = d
+    log(f"  {d['tokens_per_second']} tok/s; bound {d['bandwidth_bound_tokens_per_second']} tok/s "
+        f"({read / 1e6:.0f} MB per token at {bw['gb_s']} GB/s); ratio {d['fraction_of_bound']}")
+
+    log("KV cache on/off")
+    out["kv_cache"] = {"bytes_per_token": model.config.kv_bytes_per_token(),
+                       "contexts": kv_cache_curve(model, text_ids, [16, 64] if quick else [16, 64, 256, 512],
+                                                  2 if quick else 4)}
+
+    log("quantization")
+    out["quantization"] = quantization_table(model, text_ids, 256 if quick else 2048, 128 if quick else 512,
+                                             4 if quick else 12, bw["gb_s"])
+
+    log("batching")
+    out["batching"] = batching_table(model, [1, 2, 4] if quick else [1, 2, 4, 8, 16], 6 if quick else 16)
+
+    log("speculative decoding")
+    gamma = 4
+    out["speculative"] = speculative_table(model, 24 if quick else 64, gamma)
+    out["speculative"]["break_even"] = verify_cost(model, 128, [1, 2, 4, 8])
+    for b in out["speculative"]["break_even"]:
+        log(f"  verify γ={b['gamma']}: {b['cost_vs_decode']}x a decode step -> needs "
+            f"{b['accepted_needed_to_break_even']} accepted tokens per pass (plus draft cost)")
+    out["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def main(json_out=False, quick=False):
+    result = run(quick)
+    if json_out:
+        print(json.dumps(result, indent=1))
+    return result
