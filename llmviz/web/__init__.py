@@ -9,6 +9,8 @@ from pathlib import Path
 
 from flask import Flask
 
+import llmviz
+
 from .errors import register_error_handlers
 from .limits import DEFAULTS as LIMIT_DEFAULTS, register_limits
 from .registry import ModelRegistry
@@ -23,6 +25,7 @@ DEFAULTS = {
     "LLMVIZ_MAX_RUNS": 24,          # runs kept in memory (least recently used dropped first)
     "LLMVIZ_MAX_ACTIVE": 4,         # generations computing at once; more get 429
     "LLMVIZ_WARMUP": False,         # run one tiny generation at start so the first visitor waits less
+    "LLMVIZ_SCHEDULER": True,       # continuous batching of concurrent runs (llmviz.scheduler)
     "MAX_CONTENT_LENGTH": 64 * 1024,
 }
 
@@ -38,6 +41,7 @@ def create_app(config=None) -> Flask:
         "models": registry,
         "runs": RunStore(app.config["LLMVIZ_MAX_RUNS"], app.config["LLMVIZ_MAX_ACTIVE"],
                          app.config["LLMVIZ_MAX_STORED_BYTES"]),
+        "scheduler": llmviz.Scheduler(max_batch=16) if app.config["LLMVIZ_SCHEDULER"] else None,
     }
     if app.config["LLMVIZ_WARMUP"]:
         registry.warm_up()

@@ -32,10 +32,12 @@ def ext():
 def computed_steps(gen):
     """The steps of one generation, as they are computed.
 
-    Each run is computed in its request's own thread for now; with a
-    continuous-batching scheduler this becomes `scheduler.submit(gen)`.
+    With the app's continuous-batching scheduler (the default) concurrent runs share
+    decode steps; without it each run is computed in its request's own thread.
     """
-    return time_limited(iter(gen), gen, getattr(gen, "time_limit_s", None))
+    scheduler = ext().get("scheduler")
+    steps = scheduler.submit(gen) if scheduler is not None else iter(gen)
+    return time_limited(steps, gen, getattr(gen, "time_limit_s", None))
 
 
 def json_body():
@@ -59,7 +61,7 @@ def new_run(settings) -> Run:
     except ValueError as e:                      # empty after tokenizing, or longer than the context
         raise ApiError(400, str(e), "prompt")
     gen.time_limit_s = current_app.config["LLMVIZ_RUN_SECONDS"]   # read by computed_steps (limits.py)
-    return Run(gen, {**settings, "prompt_text": text, "seed": gen.seed}, model)
+    return Run(gen.trace, {**settings, "prompt_text": text, "seed": gen.seed}, model, gen)
 
 
 def parsed_settings(parse=generate_settings):
@@ -102,9 +104,9 @@ def stream():
         ext()["runs"].release()
         raise
     store, log = ext()["runs"], current_app.logger
+    steps = computed_steps(run.gen)             # needs the app context, which events() lacks
 
     def events():
-        steps = computed_steps(run.gen)
         try:
             yield sse("run", run.header())
             for step in steps:

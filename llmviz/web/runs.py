@@ -9,13 +9,16 @@ import time
 import uuid
 from collections import OrderedDict
 
+from llmviz.trace import token_dict
+
 from .limits import trace_nbytes
 
 
 class Run:
-    def __init__(self, gen, request: dict, model):
+    def __init__(self, trace, request: dict, model, gen=None):
         self.id = uuid.uuid4().hex[:12]
-        self.gen = gen
+        self.trace = trace                # the record every view reads
+        self.gen = gen                    # the Generation computing it (None for a batch member)
         self.request = request            # the parsed settings, echoed back for permalinks and export
         self.model = model
         self.created = time.time()
@@ -24,29 +27,33 @@ class Run:
         self.step_summaries = []          # compact JSON per step, computed once as each step arrives
         self.result = None
 
-    @property
-    def trace(self):
-        return self.gen.trace
-
     def add_step(self, step) -> dict:
-        summary = step.summary(self.model.tokenizer, self.model.config.n_layers)
+        tok = self.model.tokenizer
+        summary = step.summary(tok, self.model.config.n_layers)
+        spec = summary.get("speculative")
+        if spec:                          # the page shows draft tokens as text, not ids
+            spec["draft"] = [{**token_dict(tok, d["token"]), "accepted": d["accepted"]} for d in spec["decisions"]]
+            spec["final"] = token_dict(tok, spec["final_token"])
         self.step_summaries.append(summary)
         return summary
 
-    def finish(self):
-        self.result = self.gen.result()
-        self.gen.cache = None             # the KV cache is only needed while generating
+    def finish(self, result=None):
+        self.result = result if result is not None else self.gen.result()
+        if self.gen is not None:
+            self.gen.cache = None         # the KV cache is only needed while generating
         self.status = "done"
 
+    def new_ids(self) -> list:
+        return [i for s in self.trace.steps for i in s.emitted]
+
     def new_tokens(self) -> list:
-        tok = self.model.tokenizer
-        return [{"id": int(i), "text": tok.piece(i), "special": tok.is_special(i)} for i in self.gen.new_ids]
+        return [token_dict(self.model.tokenizer, i) for i in self.new_ids()]
 
     def text(self) -> str:
         if self.result is not None:
             return self.result.text
         tok = self.model.tokenizer
-        return tok.decode([i for i in self.gen.new_ids if i not in tok.eos_ids])
+        return tok.decode([i for i in self.new_ids() if i not in tok.eos_ids])
 
     def header(self) -> dict:
         """What the page needs before the first step: the run id, model card and prompt tokens."""
@@ -59,8 +66,7 @@ class Run:
                       "weight_bytes": self.model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token()},
             "settings": trace.settings,
             "prompt_text": self.request["prompt_text"],
-            "prompt_tokens": [{"id": int(i), "text": tok.piece(i), "special": tok.is_special(i)}
-                              for i in trace.prompt_ids],
+            "prompt_tokens": [token_dict(tok, i) for i in trace.prompt_ids],
         }
 
     def to_json(self) -> dict:

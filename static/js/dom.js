@@ -1,0 +1,60 @@
+// Small DOM helpers. Data from the model is always inserted as text, never as HTML.
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+export function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+  return node;
+}
+
+// A token's text with the invisible made visible: ␣ for a space, ↵ for a newline, ⇥ for a tab.
+export function visible(text) {
+  return text.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\t/g, '⇥');
+}
+
+export function tokenChip(tok, { showId = true, cls = '', testid = null, title = null } = {}) {
+  const txt = el('span', { class: 'txt' });
+  for (const part of tok.text.split(/( |\n|\t)/)) {
+    if (part === '') continue;
+    if (part === ' ' || part === '\n' || part === '\t') txt.append(el('span', { class: 'space', text: visible(part) }));
+    else txt.append(document.createTextNode(part));
+  }
+  const chip = el('span', {
+    class: `chip ${tok.special ? 'special' : ''} ${cls}`.trim(),
+    title: title || `${JSON.stringify(tok.text)}, id ${tok.id}${tok.special ? ', special token' : ''}`,
+    'data-testid': testid, dataset: { id: tok.id },
+  }, txt);
+  if (showId) chip.append(el('span', { class: 'id', text: tok.id }));
+  return chip;
+}
+
+export function fmtBytes(n) {
+  if (n === null || n === undefined) return '—';
+  const units = ['B', 'KB', 'MB', 'GB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+export function fmtMs(ms) {
+  if (ms === null || ms === undefined) return '—';
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
+}
+
+export const pct = (p) => `${(100 * p).toFixed(p < 0.001 ? 3 : 1)}%`;

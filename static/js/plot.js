@@ -1,0 +1,48 @@
+// Thin wrapper over the vendored plotly.js (a classic script, window.Plotly), with one look for every chart.
+import { VIRIDIS } from './constants.js';
+
+function baseFont() {
+  return Number.parseFloat(getComputedStyle(document.body).fontSize) || 15;
+}
+
+export function draw(node, data, layout = {}) {
+  const size = baseFont() * 0.8;
+  const base = {
+    margin: { l: 60, r: 20, t: 30, b: 50 }, font: { family: 'system-ui, sans-serif', size },
+    paper_bgcolor: '#fff', plot_bgcolor: '#fff', showlegend: false,
+  };
+  return window.Plotly.react(node, data, { ...base, ...layout }, { displayModeBar: false, responsive: true });
+}
+
+export function plotDiv(cls = 'plot') {
+  const div = document.createElement('div');
+  div.className = cls;
+  return div;
+}
+
+// t in [0, 1] -> "rgb(...)" on the viridis scale (for canvas drawings and table cells).
+export function viridis(t) {
+  const x = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1);
+  const i = Math.min(VIRIDIS.length - 2, Math.floor(x));
+  const f = x - i;
+  const c = VIRIDIS[i].map((v, k) => Math.round(v + f * (VIRIDIS[i + 1][k] - v)));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+// Draw a matrix [rows][cols] of values in [0, 1] onto a canvas, one pixel per cell.
+export function paintMatrix(canvas, matrix) {
+  const rows = matrix.length;
+  const cols = matrix[0].length;
+  canvas.width = cols;
+  canvas.height = rows;
+  const ctx = canvas.getContext('2d');
+  const img = ctx.createImageData(cols, rows);
+  for (let r = 0; r < rows; r += 1) {
+    for (let c = 0; c < cols; c += 1) {
+      const [R, G, B] = viridis(matrix[r][c]).slice(4, -1).split(',').map(Number);
+      const o = 4 * (r * cols + c);
+      img.data[o] = R; img.data[o + 1] = G; img.data[o + 2] = B; img.data[o + 3] = 255;
+    }
+  }
+  ctx.putImageData(img, 0, 0);
+}

@@ -1,0 +1,29 @@
+// Presenter mode (large type, full screen) and keyboard stepping: → or Space next, ← previous.
+export function toggle(button) {
+  const on = document.body.classList.toggle('presenter');
+  button.setAttribute('aria-pressed', String(on));
+  button.textContent = on ? 'Leave presenter mode' : 'Presenter mode';
+  if (on && document.documentElement.requestFullscreen && !document.fullscreenElement) {
+    document.documentElement.requestFullscreen().catch(() => {});
+  } else if (!on && document.fullscreenElement) {
+    document.exitFullscreen().catch(() => {});
+  }
+  window.dispatchEvent(new Event('resize'));
+  return on;
+}
+
+const typing = (target) => target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
+
+export function bindKeys({ next, prev, generate, togglePresenter }) {
+  document.addEventListener('keydown', (e) => {
+    if ((e.ctrlKey || e.metaKey) && e.key === 'Enter') {
+      e.preventDefault();
+      generate();
+      return;
+    }
+    if (typing(e.target) || e.altKey || e.ctrlKey || e.metaKey) return;
+    if (e.key === 'ArrowRight' || e.key === ' ') { e.preventDefault(); next(); }
+    else if (e.key === 'ArrowLeft') { e.preventDefault(); prev(); }
+    else if (e.key === 'p' || e.key === 'P') togglePresenter();
+  });
+}

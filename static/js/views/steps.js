@@ -1,0 +1,42 @@
+// The growing "Generation Steps" list and the text-so-far chips (one per generated token).
+import { el, fmtMs, pct, tokenChip, visible } from '../dom.js';
+
+export function renderOutput(container, run, current, onPick) {
+  container.replaceChildren(...run.header.prompt_tokens.map((t) => tokenChip(t, { showId: false, cls: 'prompt' })));
+  run.steps.forEach((s, i) => {
+    for (const t of s.emitted) {
+      const chip = tokenChip(t, { showId: false, cls: `gen ${i === current ? 'current' : ''}`, testid: 'token' });
+      chip.addEventListener('click', () => onPick(i));
+      container.append(chip);
+    }
+  });
+}
+
+export function appendStep(list, run, i, onPick) {
+  if (list.querySelector('.empty')) list.replaceChildren();
+  const s = run.steps[i];
+  const chosen = s.sampling.chosen;
+  const p = s.sampling.candidates.find((c) => c.id === chosen.id);
+  const forced = i < (run.header.request.forced_ids || []).length;
+  const item = el('li', { dataset: { step: i }, onclick: () => onPick(i), 'data-testid': 'step-item' },
+    el('span', { class: 'kind', text: `${i}. ${s.kind}` }),
+    el('span', { class: 'tok', text: s.emitted.map((t) => visible(t.text)).join(' ') }),
+    el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '' }),
+    el('span', { class: 'ms', text: fmtMs(s.timings_ms.total) }));
+  list.append(item);
+}
+
+export function renderSteps(list, run, onPick) {
+  list.replaceChildren();
+  if (!run.steps.length) {
+    list.append(el('li', { class: 'empty', text: 'Waiting for the first step…' }));
+    return;
+  }
+  run.steps.forEach((_, i) => appendStep(list, run, i, onPick));
+}
+
+export function markActive(list, i) {
+  for (const li of list.children) li.classList.toggle('active', Number(li.dataset.step) === i);
+  const active = list.querySelector('li.active');
+  if (active) active.scrollIntoView({ block: 'nearest' });
+}

@@ -1,0 +1,80 @@
+// The timing panel: per-token latency against position, tokens/s, time per stage, weight
+// and KV-cache memory, all from the run's own measurements, with earlier runs overlaid.
+import { CATEGORY_COLORS, STAGE_COLORS } from '../constants.js';
+import { el, fmtBytes, fmtMs } from '../dom.js';
+import { draw, plotDiv } from '../plot.js';
+
+const STAGE_PARTS = ['embed', 'attention', 'feedforward', 'prediction', 'sampling'];
+
+export function runLabel(run) {
+  const r = run.header.request;
+  const parts = [`KV cache ${r.kv_cache ? 'on' : 'off'}`, r.quantization];
+  if (r.speculative) parts.push(`speculative ${r.speculative} ×${r.num_draft_tokens}`);
+  if (run.batchSize) parts.push(`batch of ${run.batchSize}`);
+  return parts.join(' · ');
+}
+
+// Numbers derived from the step summaries, so they update while the run streams.
+export function measure(run) {
+  const steps = run.steps;
+  const perStep = steps.map((s) => s.timings_ms.total);
+  const emitted = steps.map((s) => s.emitted.length);
+  const decodeMs = perStep.slice(1).reduce((a, b) => a + b, 0);
+  const decodeTokens = emitted.slice(1).reduce((a, b) => a + b, 0);
+  const stage = Object.fromEntries(STAGE_PARTS.map((k) => [k, steps.reduce((a, s) => a + (s.timings_ms[k] || 0), 0)]));
+  return {
+    positions: steps.map((s) => s.positions[1]), perStep,
+    firstMs: perStep[0], totalMs: perStep.reduce((a, b) => a + b, 0),
+    tokensPerSecond: decodeMs > 0 ? (1000 * decodeTokens) / decodeMs : null,
+    tokens: emitted.reduce((a, b) => a + b, 0), stage,
+    kvBytes: steps.length ? steps[steps.length - 1].kv.cache_bytes : 0,
+  };
+}
+
+function metric(k, v, testid = null) {
+  return el('div', { class: 'metric', 'data-testid': testid }, el('div', { class: 'v', text: v }), el('div', { class: 'k', text: k }));
+}
+
+export function render(container, run, history, ttftMs) {
+  container.replaceChildren(el('h2', { text: 'Timing and memory' }));
+  if (!run || !run.steps.length) {
+    container.append(el('p', { class: 'caption', text: 'Generate to see how long each token took, per stage, and how much memory the weights and the KV cache use.' }));
+    return;
+  }
+  const m = measure(run);
+  const model = run.header.model;
+  container.append(el('p', { 'data-testid': 'timing-label' }, el('strong', { text: 'This run: ' }), runLabel(run)));
+  const metrics = el('div', { class: 'metrics' },
+    metric('first step (prefill, whole prompt)', fmtMs(m.firstMs)),
+    metric('decode speed', m.tokensPerSecond ? `${m.tokensPerSecond.toFixed(1)} tokens/s` : '—', 'tokens-per-second'),
+    metric('total compute', fmtMs(m.totalMs)),
+    metric(`weights (${model.quantization})`, fmtBytes(model.weight_bytes)),
+    metric('KV cache now', run.header.request.kv_cache ? fmtBytes(m.kvBytes) : 'off (0 B)'),
+    metric('KV cache per token', fmtBytes(model.kv_bytes_per_token)));
+  if (ttftMs) metrics.append(metric('first token on screen', fmtMs(ttftMs), 'ttft'));
+  const stats = run.stats || {};
+  if (stats.acceptance_rate !== undefined) {
+    metrics.append(metric('draft tokens accepted', `${(100 * stats.acceptance_rate).toFixed(0)}% of ${stats.proposed}`, 'acceptance'));
+    metrics.append(metric('tokens per model pass (1 without drafts)', `${Number(stats.tokens_per_verify_step).toFixed(2)}`));
+  }
+  if (run.batch) {
+    metrics.append(metric(`whole batch of ${run.batch.size}`, `${run.batch.tokens_per_second} tokens/s`, 'batch-throughput'));
+  }
+  container.append(metrics);
+
+  const lat = plotDiv('plot small');
+  const stages = plotDiv('plot small');
+  container.append(el('div', { class: 'charts' }, lat, stages));
+  const runs = [...history.filter((h) => h !== run), run];
+  draw(lat, runs.map((r, i) => {
+    const mm = measure(r);
+    return { type: 'scatter', mode: 'lines+markers', name: `${r.label || runLabel(r)}${r === run ? ' (this run)' : ''}`,
+      x: mm.positions, y: mm.perStep, line: { color: CATEGORY_COLORS[i % CATEGORY_COLORS.length], width: r === run ? 3 : 1.5 } };
+  }), { title: { text: 'Latency of each step vs. tokens in context' }, showlegend: true, legend: { orientation: 'h', y: -0.3 }, height: 340,
+    xaxis: { title: { text: 'tokens in context' } }, yaxis: { title: { text: 'ms' }, rangemode: 'tozero' } });
+  const names = runs.map((r, i) => `#${i + 1} ${r.label || runLabel(r)}${r === run ? ' (this run)' : ''}`);
+  draw(stages, STAGE_PARTS.map((k) => ({ type: 'bar', name: k, y: names, x: runs.map((r) => measure(r).stage[k]), orientation: 'h', marker: { color: STAGE_COLORS[k] } })),
+    { title: { text: 'Where the time went (ms, whole run)' }, barmode: 'stack', showlegend: true, legend: { orientation: 'h', y: -0.3 },
+      height: 340, margin: { l: 200, r: 20, t: 40, b: 60 }, yaxis: { automargin: true } });
+  container.append(el('p', { class: 'caption', text: 'Measured on this computer\'s CPU with NumPy; the machine is shared, so expect noise of 10–30%. Runs you made earlier stay on the charts so you can compare settings (up to 6).' }));
+}
