@@ -245,3 +245,9 @@ def test_trace_estimate_matches_what_a_run_records(real_model, kv_cache):
     actual = trace_nbytes(gen.trace)
     print(f"kv_cache={kv_cache}: estimated {estimate} bytes, recorded {actual}")
     assert actual <= estimate <= 1.2 * actual
+
+
+def test_the_default_length_respects_a_lower_limit(make_app):
+    client = make_app(LLMVIZ_MAX_NEW_TOKENS=2).test_client()
+    response = post(client, {"prompt": "Hello"})
+    assert response.status_code == 200 and len(response.get_json()["tokens"]) == 2

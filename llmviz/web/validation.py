@@ -228,7 +228,7 @@ def options(body, model, features, limits, prompt_tokens: list) -> dict:
     """The fields every generation request shares; prompt_tokens: token counts of its prompts."""
     cfg = model.config
     out = {"chat": flag(body, "chat")}
-    out["max_new_tokens"] = whole(body, "max_new_tokens", 1, limits.max_new_tokens)
+    out["max_new_tokens"] = min(whole(body, "max_new_tokens", 1, limits.max_new_tokens), limits.max_new_tokens)
     out["temperature"] = real(body, "temperature", 0, limits.max_temperature)
     out["top_k"] = whole(body, "top_k", 1, cfg.vocab_size, optional=True)
     out["top_p"] = real(body, "top_p", 0, 1, lo_open=True, optional=True)
