@@ -30,7 +30,8 @@ test: model chromium
 bench: model
 	$(PY) -m llmviz bench
 
-reference:                   ## regenerate tests/fixtures with transformers in a side env (see tools/README.md)
-	$(PYTHON) -m venv /work/refenv 2>/dev/null || true
-	/work/refenv/bin/pip install --quiet torch==2.13.0 transformers accelerate gguf tokenizers safetensors numpy
-	/work/refenv/bin/python tools/make_reference.py
+REFENV ?= .refenv
+reference: model             ## regenerate tests/fixtures with transformers in a side env (see tools/README.md)
+	test -x $(REFENV)/bin/python || $(PYTHON) -m venv $(REFENV)
+	$(REFENV)/bin/pip install --quiet torch==2.13.0 transformers accelerate gguf tokenizers safetensors numpy
+	LLMVIZ_ALICE=llmviz/data/alice-ch1-2.txt $(REFENV)/bin/python tools/make_reference.py
