@@ -215,7 +215,7 @@ async function generateBatch(body) {
     runs.forEach(remember);
     optimizations.renderBatch($(SEL.batchOutput), batch, (id) => showRun(runs.find((r) => r.id === id)));
     showRun(runs[0]);
-    status(`Batch done: ${batch.batch.size} prompts, ${batch.batch.tokens} tokens in ${(batch.batch.wall_ms / 1000).toFixed(2)} s (${batch.batch.tokens_per_second} tokens/s in total).`);
+    status(`Done: a batch of ${batch.batch.size} prompts, ${batch.batch.tokens} tokens in ${(batch.batch.wall_ms / 1000).toFixed(2)} s (${batch.batch.tokens_per_second} tokens/s in total).`);
   } catch (err) {
     showError(err);
   } finally {

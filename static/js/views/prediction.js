@@ -17,7 +17,7 @@ export async function render(container, ctx) {
     height: 60 + 28 * top.length, margin: { l: 140, r: 20, t: 40, b: 40 }, xaxis: { range: [0, 1], title: { text: 'probability' } },
     yaxis: { autorange: 'reversed', type: 'category' } });
   const shown = top.reduce((a, t) => a + t.prob, 0);
-  container.append(el('p', { class: 'caption', text: `These ${top.length} tokens hold ${pct(shown)} of the probability; the other ${(ctx.model.vocab_size - top.length).toLocaleString()} share the remaining ${pct(Math.max(0, 1 - shown))}.` }));
+  container.append(el('p', { class: 'caption', text: `Most likely next token: ${visible(top[0].text)} (${pct(top[0].prob)}). These ${top.length} tokens hold ${pct(shown)} of the probability; the other ${(ctx.model.vocab_size - top.length).toLocaleString()} share the remaining ${pct(Math.max(0, 1 - shown))}.` }));
 
   const lensBox = el('div', {}, el('p', { class: 'caption', text: 'Computing the logit lens…' }));
   container.append(el('h3', { text: 'Logit lens: what each layer would predict' }), lensBox);
