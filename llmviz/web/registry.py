@@ -63,6 +63,7 @@ class ModelRegistry:
             return list(self._models)
 
     def warm_up(self):
-        """Touch every weight page once (they are memory-mapped) with a one-token run."""
+        """Touch every weight page once (they are memory-mapped) with a short traced run:
+        a prefill of several tokens and one decode step, the two shapes a visitor's run takes."""
         model = self.get("fp32")
-        llmviz.generate(model, "Hello", max_new_tokens=1, trace=True)
+        llmviz.generate(model, "The quick brown fox", max_new_tokens=2, trace=True)

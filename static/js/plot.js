@@ -11,7 +11,10 @@ export function draw(node, data, layout = {}) {
     margin: { l: 60, r: 20, t: 30, b: 50 }, font: { family: 'system-ui, sans-serif', size },
     paper_bgcolor: '#fff', plot_bgcolor: '#fff', showlegend: false,
   };
-  return window.Plotly.react(node, data, { ...base, ...layout }, { displayModeBar: false, responsive: true });
+  const full = { ...base, ...layout };
+  full.xaxis = { automargin: true, ...layout.xaxis };
+  full.yaxis = { automargin: true, ...layout.yaxis };
+  return window.Plotly.react(node, data, full, { displayModeBar: false, responsive: true });
 }
 
 export function plotDiv(cls = 'plot') {
