@@ -214,3 +214,15 @@ def test_page_and_vendored_plotly(client):
     js = client.get("/vendor/plotly.min.js")
     assert js.status_code == 200 and js.mimetype == "text/javascript"
     assert b"plotly.js" in js.get_data()[:400]
+
+
+def test_gpt2_family_shows_learned_positions(make_app, fixtures_dir):
+    """The same API over a (tiny, random) GPT-2: position enters as learned vectors, not rotary angles."""
+    app = make_app(LLMVIZ_MODEL=None, LLMVIZ_MODEL_PATH=str(fixtures_dir / "tiny-gpt2"), LLMVIZ_SCHEDULER=False)
+    client = app.test_client()
+    run = post(client, prompt="Hello world", max_new_tokens=2)
+    assert run["model"]["arch"] == "gpt2" and run["model"]["position_kind"] == "learned"
+    emb = client.get(f"/api/runs/{run['id']}/steps/0/embedding").get_json()
+    assert emb["position"]["kind"] == "learned"
+    assert np.array(emb["position"]["vectors"]).shape == np.array(emb["vectors"]).shape
+    assert 'data-arch="gpt2"' in client.get("/").get_data(as_text=True)

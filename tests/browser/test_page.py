@@ -282,3 +282,30 @@ def test_each_optimization_changes_the_timing_panel(page, shots):
     expect(timing.locator(tid("batch-throughput"))).to_contain_text("tokens/s")
     expect(timing.locator(tid("timing-label"))).to_contain_text("batch of 2")
     page.screenshot(path=shots / "batching.png")
+
+
+def test_a_bad_request_shows_a_readable_error(page):
+    page.fill(tid("prompt"), "   ")
+    page.click(tid("generate"))
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error")).to_contain_text("prompt is empty; type some text to start from (field: prompt)")
+    expect(page.locator(tid("token"))).to_have_count(0)
+
+
+def test_sampling_with_temperature_shows_the_draw_and_special_tokens(page, shots):
+    page.check("#chat")
+    page.fill("#temperature", "0.8")
+    page.fill("#top_k", "20")
+    page.fill("#seed", "7")
+    generate(page, "Name a colour.", tokens=2)
+    open_stage(page, "tokenization")
+    special = page.locator("#stage-body .chip.special")
+    assert special.count() >= 4                                   # <|im_start|> and <|im_end|> of two turns
+    assert special.first.locator(".txt").inner_text() == "<|im_start|>"
+    page.click("#steps-list li >> nth=0")
+    open_stage(page, "sampling")
+    body = page.locator("#stage-body")
+    expect(body).to_contain_text("Sampling with temperature 0.8, top-k 20, no top-p.")
+    expect(body.locator("h3", has_text="The draw: u = 0.")).to_be_visible()
+    expect(body).to_contain_text("20 kept")
+    page.screenshot(path=shots / "stage-sampling-temperature.png")
