@@ -51,7 +51,7 @@ export const STAGE_KEYS = STAGES.map((s) => s.key);
 
 // Okabe-Ito: distinguishable with the common forms of colour blindness.
 export const CATEGORY_COLORS = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
-export const STAGE_COLORS = { embed: '#56B4E9', attention: '#0072B2', feedforward: '#E69F00', prediction: '#009E73', sampling: '#CC79A7' };
+export const STAGE_COLORS = { embed: '#56B4E9', attention: '#0072B2', feedforward: '#E69F00', prediction: '#009E73', sampling: '#CC79A7', draft: '#D55E00' };
 export const SEQUENTIAL = 'Viridis';
 export const SIGNED = 'Cividis';
 

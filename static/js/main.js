@@ -266,6 +266,7 @@ function init() {
     e.target.value = '';
   });
   presenter.bindKeys({ next, prev, generate: () => generate(), togglePresenter });
+  $(SEL.generate).disabled = false;             // disabled in the HTML until the page can handle it
   renderStage();
   renderTiming();
 

@@ -28,7 +28,7 @@ export function render(container, ctx) {
       text: [visible(c.text)], textposition: 'inside', marker: { color: CATEGORY_COLORS[i % CATEGORY_COLORS.length], line: { width: c.id === chosen.id ? 3 : 0, color: '#000' } } })),
     { barmode: 'stack', height: 150, margin: { l: 90, r: 20, t: 10, b: 40 }, xaxis: { range: [0, 1] },
       shapes: [{ type: 'line', x0: s.u, x1: s.u, y0: -0.5, y1: 0.5, line: { color: '#000', width: 3, dash: 'dot' } }] });
-    container.append(el('p', { class: 'caption' }, `Each kept token owns a slice of [0, 1) as wide as its probability (${s.kept} kept). u falls in the slice of `,
+    container.append(el('p', { class: 'caption' }, `Each kept token owns a slice of [0, 1) as wide as its probability (${s.kept} kept; only the ${kept.length} listed above are drawn). u falls in the slice of `,
       el('strong', { text: visible(chosen.text) }), '.'));
   }
   if (ctx.forced) container.append(el('p', { class: 'honest', text: 'This token was chosen by you (a click on a candidate), not by the sampler.' }));

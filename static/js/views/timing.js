@@ -4,7 +4,7 @@ import { CATEGORY_COLORS, STAGE_COLORS } from '../constants.js';
 import { el, fmtBytes, fmtMs } from '../dom.js';
 import { draw, plotDiv } from '../plot.js';
 
-const STAGE_PARTS = ['embed', 'attention', 'feedforward', 'prediction', 'sampling'];
+const STAGE_PARTS = ['embed', 'attention', 'feedforward', 'prediction', 'sampling', 'draft'];
 
 export function runLabel(run) {
   const r = run.header.request;
@@ -22,8 +22,10 @@ export function measure(run) {
   const decodeMs = perStep.slice(1).reduce((a, b) => a + b, 0);
   const decodeTokens = emitted.slice(1).reduce((a, b) => a + b, 0);
   const stage = Object.fromEntries(STAGE_PARTS.map((k) => [k, steps.reduce((a, s) => a + (s.timings_ms[k] || 0), 0)]));
+  const prompt = run.header.prompt_tokens.length;
+  let context = prompt;
   return {
-    positions: steps.map((s) => s.positions[1]), perStep,
+    positions: emitted.map((n) => { const x = context; context += n; return x; }), perStep,
     firstMs: perStep[0], totalMs: perStep.reduce((a, b) => a + b, 0),
     tokensPerSecond: decodeMs > 0 ? (1000 * decodeTokens) / decodeMs : null,
     tokens: emitted.reduce((a, b) => a + b, 0), stage,
@@ -68,13 +70,13 @@ export function render(container, run, history, ttftMs) {
   const runs = [...history.filter((h) => h !== run), run];
   draw(lat, runs.map((r, i) => {
     const mm = measure(r);
-    return { type: 'scatter', mode: 'lines+markers', name: `${r.label || runLabel(r)}${r === run ? ' (this run)' : ''}`,
+    return { type: 'scatter', mode: 'lines+markers', name: `#${i + 1} ${r.label || runLabel(r)}${r === run ? ' (this run)' : ''}`,
       x: mm.positions, y: mm.perStep, line: { color: CATEGORY_COLORS[i % CATEGORY_COLORS.length], width: r === run ? 3 : 1.5 } };
-  }), { title: { text: 'Latency of each step vs. tokens in context' }, showlegend: true, legend: { orientation: 'h', y: -0.3 }, height: 340,
+  }), { title: { text: 'Latency of each step vs. tokens already in context' }, showlegend: true, legend: { orientation: 'h', y: -0.3 }, height: 340,
     xaxis: { title: { text: 'tokens in context' } }, yaxis: { title: { text: 'ms' }, rangemode: 'tozero' } });
-  const names = runs.map((r, i) => `#${i + 1} ${r.label || runLabel(r)}${r === run ? ' (this run)' : ''}`);
+  const names = runs.map((r, i) => `#${i + 1}${r === run ? ' (this run)' : ''}`);
   draw(stages, STAGE_PARTS.map((k) => ({ type: 'bar', name: k, y: names, x: runs.map((r) => measure(r).stage[k]), orientation: 'h', marker: { color: STAGE_COLORS[k] } })),
     { title: { text: 'Where the time went (ms, whole run)' }, barmode: 'stack', showlegend: true, legend: { orientation: 'h', y: -0.3 },
-      height: 340, margin: { l: 200, r: 20, t: 40, b: 60 }, yaxis: { automargin: true } });
+      height: 340, margin: { l: 90, r: 20, t: 40, b: 60 }, yaxis: { automargin: true, autorange: 'reversed' } });
   container.append(el('p', { class: 'caption', text: 'Measured on this computer\'s CPU with NumPy; the machine is shared, so expect noise of 10–30%. Runs you made earlier stay on the charts so you can compare settings (up to 6).' }));
 }
