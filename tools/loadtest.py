@@ -218,7 +218,7 @@ def main(argv=None):
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--tokens", type=int, default=32, help="max_new_tokens per run")
     parser.add_argument("--stream", action="store_true", help="use /api/stream (and report time to first token)")
-    parser.add_argument("--max-requests", type=int, default=500, help="bound on generation requests, retries included")
+    parser.add_argument("--max-requests", type=int, default=3000, help="bound on generation requests, retries included")
     parser.add_argument("--max-seconds", type=float, default=600, help="bound on wall time")
     parser.add_argument("--pidfile", help="gunicorn's pid file, to report the master's and workers' memory")
     args = parser.parse_args(argv)
@@ -253,6 +253,11 @@ def main(argv=None):
         print("\n".join(memory_report(int(Path(args.pidfile).read_text()))))
     for p in r.problems[:20]:
         print(f"  PROBLEM {p}")
+    missing = sum(n for k, n in r.runs_found.items() if k != "found")
+    if missing:
+        r.problems.append(f"{missing} completed runs could not be read back (another worker's memory?)")
+    if done < args.clients:
+        r.problems.append(f"{args.clients - done} clients got no run within the bounds (budget or time)")
     ok = not r.problems and not unfinished and all(s < 500 for s in r.statuses)
     print("  every request answered, no 5xx" if ok else f"  FAILED: {len(r.problems)} problems")
     return 0 if ok else 1

@@ -11,7 +11,7 @@ import time
 
 DEFAULTS = {
     "LLMVIZ_RUN_SECONDS": 120,          # wall time one run may compute before it is stopped
-    "LLMVIZ_RETRY_AFTER": 2,            # seconds a busy answer (429/503) asks the client to wait
+    "LLMVIZ_RETRY_AFTER": 5,            # seconds a busy answer (429/503) asks the client to wait
     "LLMVIZ_MAX_STORED_BYTES": 2 << 30,  # trace bytes kept in the run store; older runs evicted first
     "LLMVIZ_ENV": "production",         # "development" is the only setting that allows Flask debug
 }
