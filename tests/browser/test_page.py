@@ -272,6 +272,7 @@ def test_each_optimization_changes_the_timing_panel(page, shots):
     generate(page, "one two three four. one two three four. one two", tokens=5)
     expect(timing.locator(tid("timing-label"))).to_contain_text("speculative prompt-lookup")
     expect(timing.locator(tid("acceptance"))).to_contain_text("%")
+    expect(page.locator("#steps-list")).to_contain_text("drafts ")      # e.g. "drafts 3/3" on a step
     page.uncheck(tid("toggle-speculative"))
     timing.screenshot(path=shots / "timing-compare.png")
 
@@ -309,3 +310,22 @@ def test_sampling_with_temperature_shows_the_draw_and_special_tokens(page, shots
     expect(body.locator("h3", has_text="The draw: u = 0.")).to_be_visible()
     expect(body).to_contain_text("20 kept")
     page.screenshot(path=shots / "stage-sampling-temperature.png")
+
+
+def shown_step(page):
+    return int(page.locator("#step-label").inner_text().split()[1])
+
+
+def test_pause_holds_the_view_while_tokens_arrive_and_play_replays(page):
+    page.fill(tid("prompt"), PROMPT)
+    page.fill("#max_new_tokens", "10")
+    page.click(tid("generate"))
+    page.wait_for_selector(tid("token"))
+    page.click("#play")
+    expect(page.locator("#play")).to_have_text("Play")
+    held = shown_step(page)
+    expect(page.locator("#status")).to_contain_text("Done", timeout=120_000)
+    expect(page.locator(tid("token"))).to_have_count(10)
+    assert held < 9 and shown_step(page) == held, "the view should stay where it was paused"
+    page.click("#play")                                 # replay: one step every 1.5 s
+    expect(page.locator("#step-label")).to_contain_text(f"Step {held + 1} of 9", timeout=10_000)

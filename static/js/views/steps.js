@@ -22,8 +22,16 @@ export function appendStep(list, run, i, onPick) {
     el('span', { class: 'kind', text: `${i}. ${s.kind}` }),
     el('span', { class: 'tok', text: s.emitted.map((t) => visible(t.text)).join(' ') }),
     el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '' }),
+    s.speculative ? drafts(s.speculative) : null,
     el('span', { class: 'ms', text: fmtMs(s.timings_ms.total) }));
   list.append(item);
+}
+
+// Speculative step: how many of the draft tokens the model accepted, e.g. "drafts 2/4".
+function drafts(spec) {
+  if (!spec.draft.length) return el('span', { class: 'kind', text: 'no draft' });
+  return el('span', { class: spec.accepted ? 'draft-ok' : 'draft-bad', title: spec.draft.map((d) => `${visible(d.text)} ${d.accepted ? 'accepted' : 'rejected'}`).join(', '),
+    text: `drafts ${spec.accepted}/${spec.draft.length}` });
 }
 
 export function renderSteps(list, run, onPick) {
