@@ -94,6 +94,10 @@ def test_attention_detail(client, greedy_run):
     assert np.allclose(probs.sum(-1), 1.0, atol=1e-3)
     assert np.allclose(np.triu(probs, 1), 0.0)                       # causal: no looking ahead
     assert [t["text"] for t in prefill["key_tokens"]] == PROMPT_PIECES
+    one_head = client.get(f"/api/runs/{run_id}/steps/0/attention/3?head=2").get_json()
+    assert one_head["head"] == 2 and np.allclose(one_head["probs"][0], probs[2])
+    missing = client.get(f"/api/runs/{run_id}/steps/0/attention/3?head=9").get_json()["error"]
+    assert missing == {"status": 404, "message": "head 9 does not exist (the model has 9)", "field": "head"}
     decode = client.get(f"/api/runs/{run_id}/steps/2/attention/0").get_json()
     assert np.array(decode["probs"]).shape == (9, 1, 6)
     assert decode["cached_keys"] == 5 and decode["query_positions"] == [5]

@@ -80,11 +80,16 @@ def reserve_slot():
 def generate():
     settings = parsed_settings()
     reserve_slot()
+    run = None
     try:
         run = ext()["runs"].add(new_run(settings))
         for step in computed_steps(run.gen):
             run.add_step(step)
         run.finish()
+    except Exception as e:
+        if run is not None:                      # GET /api/runs/<id> then says what happened
+            run.status, run.error = "error", str(e)
+        raise
     finally:
         ext()["runs"].release()
     return jsonify(run.to_json())
@@ -160,7 +165,7 @@ def detail(run_id, fn):
     try:
         return jsonify(fn(run.trace))
     except IndexError as e:
-        raise ApiError(404, str(e), "step" if "step" in str(e) else "layer")
+        raise ApiError(404, str(e), next((f for f in ("step", "layer", "head") if str(e).startswith(f)), None))
 
 
 @bp.get("/runs")
@@ -185,7 +190,17 @@ def get_step(run_id, step):
 
 @bp.get("/runs/<run_id>/steps/<int:step>/attention/<int:layer>")
 def attention(run_id, step, layer):
-    return detail(run_id, lambda t: t.attention(step, layer))
+    """All heads by default; ?head=h for one head (the matrices of a long prompt are large)."""
+    head = request.args.get("head", type=int)
+
+    def fn(t):
+        out = t.attention(step, layer)
+        if head is not None:
+            if not 0 <= head < len(out["probs"]):
+                raise IndexError(f"head {head} does not exist (the model has {len(out['probs'])})")
+            out = {**out, "head": head, "probs": [out["probs"][head]]}
+        return out
+    return detail(run_id, fn)
 
 
 @bp.get("/runs/<run_id>/steps/<int:step>/embedding")

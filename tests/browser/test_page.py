@@ -273,6 +273,7 @@ def test_each_optimization_changes_the_timing_panel(page, shots):
     expect(timing.locator(tid("timing-label"))).to_contain_text("speculative prompt-lookup")
     expect(timing.locator(tid("acceptance"))).to_contain_text("%")
     expect(page.locator("#steps-list")).to_contain_text("drafts ")      # e.g. "drafts 3/3" on a step
+    expect(timing.locator(tid("speedup"))).to_contain_text("measured speedup vs #1")   # the kv-on fp32 run
     page.uncheck(tid("toggle-speculative"))
     timing.screenshot(path=shots / "timing-compare.png")
 

@@ -33,6 +33,19 @@ export function measure(run) {
   };
 }
 
+// For a speculative run: the latest earlier run of the same prompt and length without drafts.
+function baseline(run, history) {
+  const r = run.header.request;
+  if (!r.speculative || !run.done) return null;
+  const runs = history.filter((h) => h !== run);
+  for (let i = runs.length - 1; i >= 0; i -= 1) {
+    const q = runs[i].header.request;
+    if (!q.speculative && !runs[i].batchSize && q.prompt === r.prompt && q.max_new_tokens === r.max_new_tokens
+        && q.quantization === r.quantization && q.kv_cache) return { run: runs[i], index: i };
+  }
+  return null;
+}
+
 function metric(k, v, testid = null) {
   return el('div', { class: 'metric', 'data-testid': testid }, el('div', { class: 'v', text: v }), el('div', { class: 'k', text: k }));
 }
@@ -58,6 +71,11 @@ export function render(container, run, history, ttftMs) {
   if (stats.acceptance_rate !== undefined) {
     metrics.append(metric('draft tokens accepted', `${(100 * stats.acceptance_rate).toFixed(0)}% of ${stats.proposed}`, 'acceptance'));
     metrics.append(metric('tokens per model pass (1 without drafts)', `${Number(stats.tokens_per_verify_step).toFixed(2)}`));
+  }
+  const base = baseline(run, history);
+  if (base) {
+    const speedup = measure(base.run).totalMs / m.totalMs;
+    metrics.append(metric(`measured speedup vs #${base.index + 1} (same prompt, no drafts)`, `${speedup.toFixed(2)}×`, 'speedup'));
   }
   if (run.batch) {
     metrics.append(metric(`whole batch of ${run.batch.size}`, `${run.batch.tokens_per_second} tokens/s`, 'batch-throughput'));
