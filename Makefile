@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: setup run test bench model chromium reference
+.PHONY: setup run serve test bench model chromium reference
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ model: setup                 ## download (first time) and convert the default mo
 
 run: model
 	$(PY) app.py --host $(HOST) --port $(PORT)
+
+serve: model                 ## production: gunicorn, 127.0.0.1:8000 (docs/production.md)
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py
 
 chromium:                    ## Debian's chromium for the browser tests
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
