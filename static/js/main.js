@@ -20,10 +20,12 @@ import * as tokenization from './views/tokenization.js';
 const VIEWS = { tokenization, embedding, attention, feedforward, prediction, sampling };
 const HISTORY_LIMIT = 6;
 const PLAY_INTERVAL_MS = 1500;
+const STREAM_RENDER_MS = 800;
 const boot = JSON.parse($(SEL.boot).textContent);
 let controller = null;
 let renderSeq = 0;
 let playTimer = null;
+let stageTimer = null;
 
 // -- status, errors, progress -----------------------------------------------------
 function status(text) { $(SEL.status).textContent = text; }
@@ -101,10 +103,18 @@ function renderTiming() {
   timing.render($(SEL.timing), state.run, state.history, state.run && state.run.ttft);
 }
 
-function goTo(step, stage = state.stage, { keepPlaying = false } = {}) {
+function goTo(step, stage = state.stage, { keepPlaying = false, throttle = false } = {}) {
   set({ step, stage, playing: keepPlaying ? state.playing : false });
   renderNav();
-  renderStage();
+  if (throttle) throttledStage();
+  else renderStage();
+}
+
+// While tokens stream in, redraw the stage at most every STREAM_RENDER_MS: its detail
+// (e.g. the logit lens) is computed on the same CPU that is generating the tokens.
+function throttledStage() {
+  if (stageTimer) return;
+  stageTimer = setTimeout(() => { stageTimer = null; renderStage(); }, STREAM_RENDER_MS);
 }
 
 // Presenter order: every stage of step 0, then every stage of step 1, ...
@@ -180,7 +190,7 @@ async function generate(overrides = {}, view = null) {
         steps.appendStep($(SEL.stepsList), run, i, (k) => goTo(k));
         pipeline.pulse($(SEL.pipeline));
         const target = view && view.step !== null && view.step !== undefined ? view.step : null;
-        if (state.run === run && (target === i || (target === null && state.playing))) goTo(i, state.stage, { keepPlaying: true });
+        if (state.run === run && (target === i || (target === null && state.playing))) goTo(i, state.stage, { keepPlaying: true, throttle: i > 0 });
         else renderNav();
         renderTiming();
         status(`Step ${i}: “${d.step.emitted.map((t) => t.text).join('')}” (${d.step.timings_ms.total.toFixed(0)} ms)…`);
