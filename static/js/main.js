@@ -167,7 +167,8 @@ async function generate(overrides = {}, view = null) {
   if (settings.batching) return generateBatch(requestBody(settings));
   const body = requestBody(settings);
   if (controller) controller.abort();
-  controller = new AbortController();
+  const mine = new AbortController();
+  controller = mine;
   clearInterval(playTimer);
   showError(null);
   busy(true);
@@ -204,11 +205,11 @@ async function generate(overrides = {}, view = null) {
         status(`Done: ${run.steps.length} steps; the first token was on screen after ${(run.ttft / 1000).toFixed(2)} s.`);
       },
       error: (e) => showError(e.error),
-    }, controller.signal);
+    }, mine.signal);
   } catch (err) {
     if (err.name !== 'AbortError') { showError(err); status(''); }
   } finally {
-    busy(false);
+    if (controller === mine) busy(false);       // a newer run may already be streaming
   }
   return run;
 }
