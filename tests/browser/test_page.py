@@ -89,6 +89,7 @@ def test_tokenization_shows_chips_with_ids(run_page, shots):
 
 def test_embedding_shows_vectors_rotary_angles_and_pca(run_page, shots):
     page = run_page
+    page.click("#steps-list li >> nth=0")
     open_stage(page, "embedding")
     body = page.locator("#stage-body")
     expect(body).to_contain_text("Token vectors (576 numbers each)")
@@ -101,6 +102,7 @@ def test_embedding_shows_vectors_rotary_angles_and_pca(run_page, shots):
 
 def test_attention_heatmap_is_labelled_with_the_prompt_tokens(run_page, shots):
     page = run_page
+    page.click("#steps-list li >> nth=0")
     open_stage(page, "attention")
     heat = page.locator(tid("attention-heatmap"))
     expect(heat.locator(".xtick text")).to_have_count(4)
@@ -143,6 +145,7 @@ def test_prediction_shows_bars_and_logit_lens(run_page, shots):
 
 def test_sampling_shows_the_choice_and_candidates(run_page, shots):
     page = run_page
+    page.click("#steps-list li >> nth=0")
     open_stage(page, "sampling")
     body = page.locator("#stage-body")
     expect(body).to_contain_text("Temperature 0: greedy decoding.")
@@ -154,6 +157,7 @@ def test_sampling_shows_the_choice_and_candidates(run_page, shots):
 def test_step_back_and_forward(run_page):
     page = run_page
     page.click("#steps-list li >> nth=3")
+    open_stage(page, "sampling")
     expect(page.locator("#step-label")).to_contain_text("Step 3 of 5")
     page.click("#prev-step")                            # sampling -> prediction of the same step
     expect(page.locator(tid("stage-prediction"))).to_have_class("active")
