@@ -67,6 +67,7 @@ export const SEL = {
   stepLabel: '#step-label', timing: '#timing', presenter: '#presenter-btn', permalink: '#permalink-btn',
   exportBtn: '#export-btn', importFile: '#import-file', featureNotes: '#feature-notes', batchBox: '#batch-box',
   batchPrompts: '#batch-prompts', archTable: '#arch-table', archNote: '#arch-note', optExplain: '#opt-explain',
+  modelCard: '#model-card',
 };
 
 // Form fields that make up a run's settings (ids of the inputs).

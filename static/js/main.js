@@ -9,6 +9,7 @@ import { currentStep, readURL, set, state } from './state.js';
 import * as attention from './views/attention.js';
 import * as embedding from './views/embedding.js';
 import * as feedforward from './views/feedforward.js';
+import * as modelCard from './views/model.js';
 import * as optimizations from './views/optimizations.js';
 import * as pipeline from './views/pipeline.js';
 import * as prediction from './views/prediction.js';
@@ -255,7 +256,8 @@ function init() {
   optimizations.applyFeatures(boot.features);
   optimizations.renderExplain($(SEL.optExplain));
   for (const cell of document.querySelectorAll(`${SEL.archTable} [data-arch]`)) cell.classList.toggle('current', cell.dataset.arch === boot.model.arch);
-  $(SEL.archNote).textContent = `This server runs ${boot.model.name} (${boot.model.arch} family, ${boot.model.n_layers} layers, ${boot.model.n_heads} heads). GPT-2 runs when its files are given with --model.`;
+  $(SEL.archNote).textContent = `This server runs ${boot.model.name} (${boot.model.arch} family). GPT-2 runs when its files are given with app.py --model.`;
+  api.getModel().then((card) => modelCard.render($(SEL.modelCard), card)).catch(() => {});
   $(SEL.form).addEventListener('submit', (e) => { e.preventDefault(); generate(); });
   $(SEL.stop).addEventListener('click', () => { if (controller) controller.abort(); status('Stopped.'); });
   $(SEL.prev).addEventListener('click', prev);

@@ -171,6 +171,15 @@ def test_step_back_and_forward(run_page):
     expect(page.locator(".chip.current")).to_have_text("␣a")
 
 
+def test_model_card_and_architecture_family(run_page):
+    card = run_page.locator(tid("model-card"))
+    expect(card).to_contain_text("SmolLM2-135M-Instruct: the model card")
+    expect(card).to_contain_text("9 query heads sharing 3 key/value heads")
+    expect(card).to_contain_text("Q4_1")
+    assert run_page.locator("#arch-table td.current").count() == 4          # the Llama column is marked
+    expect(run_page.locator("#arch-table td.current").first).to_contain_text("Rotary")
+
+
 def test_timing_panel_shows_the_runs_measurements(run_page, shots):
     timing = run_page.locator(tid("timing"))
     expect(timing).to_contain_text("KV cache on · fp32")
