@@ -28,7 +28,7 @@ export const STAGES = [
     key: 'feedforward', title: 'Feed Forward',
     explain: [
       'After attention, every position goes on its own through a two-layer network with a nonlinearity (SwiGLU in Llama, GELU in GPT-2), about 2.7 to 4 times wider than the residual stream.',
-      'Attention and feed-forward results are both added to a running sum, the residual stream. Its size grows through the layers (right chart), which is why every block normalizes its input first.',
+      'Attention and feed-forward results are both added to a running sum, the residual stream. Its size grows through the layers (line chart), which is why every block normalizes its input first.',
     ],
   },
   {

@@ -119,6 +119,11 @@ function throttledStage() {
 }
 
 // Presenter order: every stage of step 0, then every stage of step 1, ...
+function keyStep(move) {
+  move();
+  if (document.body.classList.contains('presenter')) $(SEL.pipeline).scrollIntoView({ block: 'start' });
+}
+
 function next() {
   if (!state.run) return;
   const i = STAGE_KEYS.indexOf(state.stage);
@@ -278,7 +283,7 @@ function init() {
     } catch (err) { showError(err); }
     e.target.value = '';
   });
-  presenter.bindKeys({ next, prev, generate: () => generate(), togglePresenter });
+  presenter.bindKeys({ next: () => keyStep(next), prev: () => keyStep(prev), generate: () => generate(), togglePresenter });
   $(SEL.generate).disabled = false;             // disabled in the HTML until the page can handle it
   renderStage();
   renderTiming();

@@ -125,7 +125,7 @@ def test_feedforward_shows_activations_and_residual_growth(run_page, shots):
     page.select_option("select[name=Layer]", "12")
     body = page.locator("#stage-body")
     expect(body).to_contain_text("1536 hidden units after SwiGLU")
-    expect(body.locator(".gtitle").first).to_have_text("Activations in layer 12: most are near 0")
+    expect(body.locator(".gtitle").first).to_have_text("Activations, layer 12")
     expect(body.locator(".js-plotly-plot")).to_have_count(3)
     page.screenshot(path=shots / "stage-feedforward.png")
 
@@ -194,7 +194,8 @@ def test_presenter_mode_and_keys(run_page, shots):
     open_stage(page, "tokenization")
     page.click("#presenter-btn")
     expect(page.locator("body")).to_have_class("presenter")
-    assert page.locator("body").evaluate("b => getComputedStyle(b).fontSize") == "22px"
+    size = float(page.locator("body").evaluate("b => getComputedStyle(b).fontSize").removesuffix("px"))
+    assert size >= 20, "presenter mode should use large type"             # 15px normally; 1.6vw at 1400px
     page.locator("#stage-title").click()                # keys go to the page, not a form field
     page.keyboard.press("ArrowRight")
     expect(page.locator(tid("stage-embedding"))).to_have_class("active")

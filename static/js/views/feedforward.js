@@ -15,7 +15,7 @@ export function render(container, ctx, data) {
   const act = cfg.arch === 'llama' ? 'SwiGLU (SiLU(gate) × up)' : 'GELU';
   container.append(el('div', { class: 'view-controls' },
     picker('Layer', cfg.n_layers, layer, (l) => ctx.setView({ layer: l })),
-    el('span', { class: 'caption', text: `${data.size} hidden units after ${act}, for the last token of this step; width ${cfg.d_model} → ${data.size} → ${cfg.d_model}.` })));
+    el('span', { class: 'caption', text: `${data.size} hidden units after ${act}, for the last token of this step; width ${cfg.d_model} → ${data.size} → ${cfg.d_model}. Most activations are near 0; a few units fire strongly.` })));
 
   const hist = plotDiv('plot small');
   const top = plotDiv('plot small');
@@ -24,15 +24,15 @@ export function render(container, ctx, data) {
   const e = data.histogram.edges;
   const centers = data.histogram.counts.map((_, i) => (e[i] + e[i + 1]) / 2);
   draw(hist, [{ type: 'bar', x: centers, y: data.histogram.counts, marker: { color: CATEGORY_COLORS[0] } }],
-    { title: { text: `Activations in layer ${layer}: most are near 0` }, height: 260, bargap: 0.05,
+    { title: { text: `Activations, layer ${layer}` }, height: 260, bargap: 0.05,
       xaxis: { title: { text: 'activation value' } }, yaxis: { title: { text: 'units' }, type: 'log' } });
   draw(top, [{ type: 'bar', x: data.top_neurons.map((n) => `#${n.index}`), y: data.top_neurons.map((n) => n.value),
     marker: { color: data.top_neurons.map((n) => (n.value >= 0 ? CATEGORY_COLORS[1] : CATEGORY_COLORS[4])) } }],
-  { title: { text: 'Strongest units (largest |activation|)' }, height: 260, xaxis: { type: 'category' } });
+  { title: { text: 'Strongest units' }, height: 260, xaxis: { type: 'category' } });
   const layers = data.residual_norms.map((_, i) => i);
   draw(resid, [{ type: 'scatter', mode: 'lines+markers', x: layers, y: data.residual_norms, line: { color: CATEGORY_COLORS[2] },
     marker: { size: layers.map((l) => (l === layer ? 12 : 5)), color: layers.map((l) => (l === layer ? CATEGORY_COLORS[5] : CATEGORY_COLORS[2])) } }],
-  { title: { text: 'Residual stream size after each layer (last token)' }, height: 260,
+  { title: { text: 'Residual stream size after each layer' }, height: 260,
     xaxis: { title: { text: 'layer' } }, yaxis: { title: { text: 'vector length (L2 norm)' } } });
   container.append(el('p', { class: 'caption', text: `Each block adds its attention and feed-forward output to the residual stream, so it grows from ${data.residual_norms[0].toFixed(1)} after layer 0 to ${data.residual_norms[data.residual_norms.length - 1].toFixed(1)} after layer ${cfg.n_layers - 1}.` }));
 }
