@@ -12,7 +12,7 @@ After a run succeeds the client reads it back (GET /api/runs/<id>), which is wha
 does for every detail view: a miss there means the run lived in another worker.
 
 Reports: answers by status, connections dropped, p50/p95 latency of successful runs, total
-generated tokens per second, and the resident memory (RSS and PSS from /proc/<pid>/smaps_rollup)
+generated tokens per second, the server's CPU time, and the resident memory (RSS and PSS from /proc/<pid>/smaps_rollup)
 of the gunicorn master and workers after the test. Exit status 1 if any request got a 5xx,
 a busy answer without Retry-After, or no answer at all.
 """
@@ -20,6 +20,7 @@ import argparse
 import http.client
 import ipaddress
 import json
+import os
 import socket
 import sys
 import threading
@@ -203,6 +204,15 @@ def memory_report(master: int) -> list:
     return rows
 
 
+def cpu_seconds(master: int) -> float:
+    """User + system CPU time of the gunicorn master and its workers so far (/proc/<pid>/stat)."""
+    total = 0
+    for pid in [master] + children(master):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])            # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values, q):
     values = sorted(values)
     if not values:
@@ -224,6 +234,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     host, port = loopback_target(args.url)
 
+    master = int(Path(args.pidfile).read_text()) if args.pidfile else None
+    cpu0 = cpu_seconds(master) if master else None
     budget, results = Budget(args.max_requests, args.max_seconds), Results()
     threads = [threading.Thread(target=client, args=(i, args, host, port, budget, results), daemon=True)
                for i in range(args.clients)]
@@ -248,9 +260,13 @@ def main(argv=None):
               f"p95 {percentile(r.first_token, 0.95):.2f} s")
     print(f"  generated tokens: {r.tokens}; total throughput {r.tokens / wall:.1f} tokens/s")
     print(f"  run read back afterwards: {dict(r.runs_found)}")
-    if args.pidfile:
+    if master:
+        cpu = cpu_seconds(master) - cpu0
+        print(f"  server CPU time: {cpu:.1f} s ({cpu / wall:.2f} cores busy on average; "
+              f"{r.tokens / cpu if cpu else float('nan'):.1f} tokens per CPU-second: "
+              "less sensitive than tokens/s to other load on the machine)")
         print("  resident memory after the test:")
-        print("\n".join(memory_report(int(Path(args.pidfile).read_text()))))
+        print("\n".join(memory_report(master)))
     for p in r.problems[:20]:
         print(f"  PROBLEM {p}")
     missing = sum(n for k, n in r.runs_found.items() if k != "found")
