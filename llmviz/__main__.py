@@ -48,7 +48,7 @@ def cmd_generate(args):
 
 def cmd_bench(args):
     from . import bench
-    bench.main(json_out=args.json, quick=args.quick)
+    bench.main(json_out=args.json, quick=args.quick, threads=args.threads)
 
 
 def main(argv=None):
@@ -80,6 +80,9 @@ def main(argv=None):
     p = sub.add_parser("bench", help="measure KV cache, quantization, batching and speculative decoding")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.add_argument("--quick", action="store_true", help="shorter runs of every measurement")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads; 1 (default) also times by CPU clock, robust on a shared machine; "
+                        "0 keeps the BLAS default and the wall clock")
     p.set_defaults(fn=cmd_bench)
 
     args = ap.parse_args(argv)

@@ -1,11 +1,16 @@
 """`python -m llmviz bench`: the four optimizations measured on this machine.
 
 Every figure comes from this process, on the default model (SmolLM2-135M-Instruct,
-dequantized to float32). On a shared CPU other processes steal time from some steps:
-a step can be slowed down but never sped up, so speeds use the *fastest* of many
-decode steps (or of repeated runs) as the estimate of the undisturbed cost, and the
-median is reported next to it. The load average is printed too. `--quick` runs
-shorter versions of each measurement; tests never assert timings.
+dequantized to float32). `--quick` runs shorter versions of each measurement; tests
+never assert timings.
+
+Measuring on a shared CPU: when other processes want the same cores, wall-clock times
+mostly measure the queue. By default the bench therefore runs BLAS on one thread and
+times with the process's CPU clock (time.process_time), which counts only the time this
+process computed; `--threads 0` keeps the BLAS default (all cores) and the wall clock,
+which is what a user on an idle machine sees. Either way a step can be slowed down but
+never sped up by others, so speeds use the *fastest* of many decode steps (or of
+repeated runs), with the median next to it, and the load average is printed.
 
 Sections:
     machine      CPUs, BLAS, load, memory bandwidth (a NumPy dot over >= 512 MB)
@@ -28,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .batching import generate_batch
+from .batching import step_together
 from .forward import KVCache, forward
-from .generate import Generation, generate
+from .generate import Generation
 from .model import load_model
 from .quant import evaluate, quantize_model
 from .speculative import default_exit_layer, truncated_model
@@ -50,12 +55,6 @@ def log(msg):
 
 def median(xs):
     return float(np.median(xs)) if len(xs) else float("nan")
-
-
-def decode_ms(result):
-    """(fastest, median) wall milliseconds of the decode steps (the steps after the prefill)."""
-    steps = result.timings["per_token_ms"][1:]
-    return min(steps), median(steps)
 
 
 # -- machine ----------------------------------------------------------------------------
@@ -94,20 +93,57 @@ def memory_bandwidth(megabytes=512, repeats=5):
             "bytes_read": int(W.nbytes), "gb_s": round(max(dot_bw, gemv_bw) / 1e9, 2)}
 
 
+CLOCK = {"fn": time.perf_counter, "name": "wall"}
+
+
+def clock():
+    return CLOCK["fn"]()
+
+
 def timed(fn):
-    t = time.perf_counter()
+    t = clock()
     fn()
-    return time.perf_counter() - t
+    return clock() - t
+
+
+def set_blas_threads(n):
+    """Set OpenBLAS's thread count through its C API (numpy bundles OpenBLAS). -> True if set."""
+    import ctypes
+    import glob
+    libdir = Path(np.__file__).parent.parent / "numpy.libs"
+    for lib in glob.glob(str(libdir / "*openblas*")):
+        so = ctypes.CDLL(lib)
+        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                     "openblas_set_num_threads"):
+            if hasattr(so, name):
+                getattr(so, name)(ctypes.c_int(n))
+                return True
+    return False
+
+
+def decode_steps(gen):
+    """Run the prefill, then time every later step. -> seconds per decode step (by CLOCK)."""
+    next(gen)
+    times = []
+    while not gen.done:
+        t = clock()
+        next(gen)
+        times.append(clock() - t)
+    return times
+
+
+def best_median_ms(times):
+    return 1000 * min(times), 1000 * median(times)
 
 
 # -- decode speed -----------------------------------------------------------------------
 
 def decode_speed(model, new_tokens, prompt="The history of the printing press"):
-    r = generate(model, prompt, max_new_tokens=new_tokens, stop_at_eos=False)
-    best, med = decode_ms(r)
-    return {"tokens": len(r.token_ids), "tokens_per_second": round(1000 / best, 2),
+    times = decode_steps(Generation(model, prompt, max_new_tokens=new_tokens + 1, stop_at_eos=False))
+    best, med = best_median_ms(times)
+    return {"tokens": len(times), "tokens_per_second": round(1000 / best, 2),
             "median_tokens_per_second": round(1000 / med, 2), "best_step_ms": round(best, 2),
-            "median_step_ms": round(med, 2), "prefill_ms": r.timings["prefill_ms"]}
+            "median_step_ms": round(med, 2)}
 
 
 def bytes_per_token(model, context):
@@ -122,8 +158,8 @@ def kv_cache_curve(model, text_ids, contexts, steps):
         row = {"context": n, "cache_bytes": n * model.config.kv_bytes_per_token()}
         for on in (True, False):
             new = (4 * steps if on else steps) + 1                     # cached steps are cheap: take more
-            r = generate(model, None, prompt_ids=text_ids[:n], max_new_tokens=new, kv_cache=on, stop_at_eos=False)
-            ms, _ = decode_ms(r)
+            ms, _ = best_median_ms(decode_steps(Generation(model, None, prompt_ids=text_ids[:n], max_new_tokens=new,
+                                                           kv_cache=on, stop_at_eos=False)))
             row["on_ms" if on else "off_ms"] = round(ms, 2)
             row["on_tokens_per_second" if on else "off_tokens_per_second"] = round(1000 / ms, 2)
         row["speedup"] = round(row["off_ms"] / row["on_ms"], 1)
@@ -174,15 +210,21 @@ def batching_table(model, sizes, new_tokens):
     base = None
     for B in sizes:
         prompts = [BATCH_PROMPTS[i % len(BATCH_PROMPTS)] + " " * (i // len(BATCH_PROMPTS)) for i in range(B)]
-        t = time.perf_counter()
-        results = generate_batch(model, prompts, max_new_tokens=new_tokens, stop_at_eos=False)
-        wall = time.perf_counter() - t
-        step_ms, _ = decode_ms(results[0])                                 # one batched decode step
+        gens = [Generation(model, p, max_new_tokens=new_tokens, stop_at_eos=False) for p in prompts]
+        t0 = clock()
+        for g in gens:                                                   # prefills, one by one
+            next(g)
+        prefill = clock() - t0
+        steps = []
+        while not gens[0].done:                                          # the batched decode steps
+            steps.append(timed(lambda: step_together(gens)))
+        step_ms, med_ms = best_median_ms(steps)
         decode_tps = B * 1000 / step_ms
         base = base or decode_tps
         row = {"batch": B, "decode_tokens_per_second": round(decode_tps, 2), "step_ms": round(step_ms, 1),
-               "total_tokens_per_second": round(B * new_tokens / wall, 2),
-               "request_latency_s": round(median([r.timings["batch_latency_ms"] / 1000 for r in results]), 2),
+               "median_step_ms": round(med_ms, 1),
+               "total_tokens_per_second": round(B * new_tokens / (prefill + sum(steps)), 2),
+               "request_latency_s": round(prefill + sum(steps), 2),     # every row ends at the last step
                "speedup_vs_batch_1": round(decode_tps / base, 2)}
         rows.append(row)
         log(f"  batch {B:2d}: {row['decode_tokens_per_second']:7.1f} decode tok/s ({row['speedup_vs_batch_1']}x), "
@@ -210,9 +252,6 @@ def verify_cost(model, context, gammas, repeats=3):
             for g in gammas]
 
 
-def decode_seconds(result):
-    """Wall seconds of the steps after the prefill."""
-    return sum(result.timings["per_token_ms"][1:]) / 1000
 
 
 def speculative_table(model, new_tokens, gamma, repeats):
@@ -228,15 +267,15 @@ def speculative_table(model, new_tokens, gamma, repeats):
         best = {}
         for _ in range(repeats):
             for sname, spec in [("plain", None)] + list(sources.items()):
-                r = generate(model, prompt, max_new_tokens=new_tokens, stop_at_eos=False, speculative=spec,
-                             num_draft_tokens=gamma)
-                if sname not in best or decode_seconds(r) < decode_seconds(best[sname]):
-                    best[sname] = r
-        plain = best.pop("plain")
-        plain_s = decode_seconds(plain)
+                g = Generation(model, prompt, max_new_tokens=new_tokens, stop_at_eos=False, speculative=spec,
+                               num_draft_tokens=gamma)
+                seconds = sum(decode_steps(g))
+                if sname not in best or seconds < best[sname][0]:
+                    best[sname] = (seconds, g.result())
+        plain_s, plain = best.pop("plain")
         n = len(plain.token_ids) - 1
-        for sname, r in best.items():
-            st, spec_s = r.stats, decode_seconds(r)
+        for sname, (spec_s, r) in best.items():
+            st = r.stats
             row = {"prompt": pname, "source": sname, "identical_to_plain": r.token_ids == plain.token_ids,
                    "acceptance_rate": st["acceptance_rate"], "mean_acceptance_length": st["mean_acceptance_length"],
                    "per_position_acceptance": st["per_position_acceptance"],
@@ -254,14 +293,17 @@ def speculative_table(model, new_tokens, gamma, repeats):
 
 # -- all ---------------------------------------------------------------------------------
 
-def run(quick=False):
+def run(quick=False, threads=1):
     t0 = time.perf_counter()
+    if threads and set_blas_threads(threads):
+        CLOCK.update(fn=time.process_time if threads == 1 else time.perf_counter,
+                     name="process CPU time" if threads == 1 else "wall")
     model = load_model(log=log)
     text_ids = model.tokenizer.encode(TEXT.read_text())
     out = {"model": {"name": model.name, "source_format": "GGUF Q4_1 (4-bit), dequantized to float32",
                      "weight_bytes_fp32": model.nbytes}, "quick": quick}
     log("machine")
-    out["machine"] = machine_info()
+    out["machine"] = {**machine_info(), "blas_threads": threads or "default", "clock": CLOCK["name"]}
     log(f"  {out['machine']}")
     bw = memory_bandwidth()
     out["machine"]["bandwidth"] = bw
@@ -300,8 +342,8 @@ def run(quick=False):
     return out
 
 
-def main(json_out=False, quick=False):
-    result = run(quick)
+def main(json_out=False, quick=False, threads=1):
+    result = run(quick, threads)
     if json_out:
         print(json.dumps(result, indent=1))
     return result

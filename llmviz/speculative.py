@@ -34,6 +34,10 @@ from .forward import KVCache, forward
 from .sampling import draw, filtered_distribution
 
 MAX_NGRAM = 3
+# A verify pass costs about three decode steps on our CPU (see docs/optimizations.md), so the
+# drafter proposes only after a match of at least 2 tokens: single-token matches ("the", ",")
+# on free-form text are almost never continued the same way.
+MIN_NGRAM = 2
 
 
 # -- the acceptance rule ------------------------------------------------------------
@@ -81,12 +85,12 @@ def verify(p, q, drafts, greedy, rng):
 
 # -- draft sources -----------------------------------------------------------------------
 
-def prompt_lookup(ids, gamma, max_ngram=MAX_NGRAM):
-    """Find the last n-gram of `ids` earlier in `ids` (longest n first) and return up to γ
-    tokens that followed it; [] when nothing matches. Prefers the most recent match that has
-    γ tokens after it."""
+def prompt_lookup(ids, gamma, max_ngram=MAX_NGRAM, min_ngram=1):
+    """Find the last n-gram of `ids` earlier in `ids` (longest n first, max_ngram down to
+    min_ngram) and return up to γ tokens that followed it; [] when nothing matches. Prefers
+    the most recent match that has γ tokens after it."""
     a = np.asarray(ids, np.int64)
-    for n in range(min(max_ngram, len(a) - 1), 0, -1):
+    for n in range(min(max_ngram, len(a) - 1), min_ngram - 1, -1):
         windows = sliding_window_view(a[:-1], n)                        # [len-n, n]: excludes the suffix itself
         hits = np.flatnonzero((windows == a[-n:]).all(axis=1))
         if hits.size:
@@ -99,12 +103,12 @@ def prompt_lookup(ids, gamma, max_ngram=MAX_NGRAM):
 class PromptLookupDraft:
     name = "prompt-lookup"
 
-    def __init__(self, gen, max_ngram=MAX_NGRAM):
-        self.max_ngram = max_ngram
+    def __init__(self, gen, max_ngram=MAX_NGRAM, min_ngram=MIN_NGRAM):
+        self.max_ngram, self.min_ngram = max_ngram, min_ngram
         self.V = gen.model.config.vocab_size
 
     def propose(self, gen, ids, gamma):
-        drafts = prompt_lookup(ids, gamma, self.max_ngram)
+        drafts = prompt_lookup(ids, gamma, self.max_ngram, self.min_ngram)
         return drafts, point_masses(drafts, self.V)
 
     def rollback(self, valid):

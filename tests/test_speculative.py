@@ -25,6 +25,7 @@ def test_prompt_lookup_copies_what_followed_the_last_ngram():
     assert prompt_lookup([5, 6, 7, 8, 9, 1, 6, 7], 3) == [8, 9, 1]
     assert prompt_lookup([5, 6, 7, 8, 1, 2, 3, 7], 2) == [8, 1]      # falls back to a 1-gram
     assert prompt_lookup([1, 2, 3, 4], 4) == []
+    assert prompt_lookup([5, 6, 7, 8, 1, 2, 3, 7], 2, min_ngram=2) == []   # a 1-gram match is not enough
 
 
 def test_greedy_verify_accepts_while_the_draft_is_the_argmax():
