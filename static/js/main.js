@@ -208,7 +208,8 @@ async function generate(overrides = {}, view = null) {
         set({ playing: false });
         renderNav();
         renderTiming();
-        status(`Done: ${run.steps.length} steps; the first token was on screen after ${(run.ttft / 1000).toFixed(2)} s.`);
+        const stopped = d.timings && d.timings.stopped ? ` Stopped early: ${d.timings.stopped}.` : '';
+        status(`Done: ${run.steps.length} steps; the first token was on screen after ${(run.ttft / 1000).toFixed(2)} s.${stopped}`);
       },
       error: (e) => showError(e.error),
     }, mine.signal);
