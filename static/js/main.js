@@ -76,9 +76,10 @@ async function renderStage() {
     await view.render(body, ctx, data);
   } catch (err) {
     if (ctx.stale()) return;
-    body.replaceChildren(el('p', { class: 'honest', text: state.run.imported
-      ? `This imported run is not on this server, so its detail cannot be fetched (${err.message}). Press Generate to re-create it from its prompt and seed.`
-      : `Could not load this view: ${err.message}` }));
+    body.replaceChildren(el('p', { class: 'honest', text: `Could not load this view: ${err.message}` }));
+    if (err.status === 404 && state.run.header.request) {
+      body.append(el('button', { type: 'button', onclick: recreate, text: 'Re-create this run here (same prompt, settings and seed)' }));
+    }
   }
 }
 
@@ -239,6 +240,13 @@ async function generateBatch(body) {
   } finally {
     busy(false);
   }
+}
+
+// An imported (or evicted) run: generate it again from its own request; the seed makes it identical.
+function recreate() {
+  const req = state.run.header.request;
+  writeForm(req);
+  return generate({ ...req, batching: false }, { step: state.step, stage: state.stage });
 }
 
 // A run as GET /api/runs/<id> (or a batch member) returns it -> the page's run object.

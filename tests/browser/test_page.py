@@ -344,3 +344,20 @@ def test_pause_holds_the_view_while_tokens_arrive_and_play_replays(page):
     assert held < 9 and shown_step(page) == held, "the view should stay where it was paused"
     page.click("#play")                                 # replay: one step every 1.5 s
     expect(page.locator("#step-label")).to_contain_text(f"Step {held + 1} of 9", timeout=10_000)
+
+
+def test_an_imported_run_unknown_here_can_be_recreated(run_page, page, tmp_path):
+    with run_page.expect_download() as download:
+        run_page.click("#export-btn")
+    data = json.loads(open(download.value.path()).read())
+    data["id"] = data["header"]["id"] = "0123456789ab"                 # as if exported from another server
+    path = tmp_path / "elsewhere.json"
+    path.write_text(json.dumps(data))
+    page.set_input_files("#import-file", str(path))
+    expect(page.locator("#status")).to_contain_text("Imported run 0123456789ab")
+    open_stage(page, "attention")
+    expect(page.locator("#stage-body")).to_contain_text("no run '0123456789ab' on this server")
+    page.click("#stage-body button:has-text('Re-create this run here')")
+    expect(page.locator("#status")).to_contain_text("Done", timeout=120_000)
+    assert token_texts(page) == GREEDY
+    expect(page.locator(tid("attention-heatmap")).locator(".xtick text")).not_to_have_count(0)
