@@ -14,9 +14,14 @@ export const state = {
   history: [],        // earlier runs, for the timing comparison
 };
 
+// Browsers throttle history.replaceState when called many times a second (as while
+// tokens stream in), so the URL is written at most every URL_WRITE_MS, always with the latest state.
+const URL_WRITE_MS = 250;
+let urlTimer = null;
+
 export function set(patch) {
   Object.assign(state, patch);
-  writeURL();
+  if (!urlTimer) urlTimer = setTimeout(() => { urlTimer = null; writeURL(); }, URL_WRITE_MS);
 }
 
 const SETTING_KEYS = ['prompt', 'chat', 'max_new_tokens', 'temperature', 'top_k', 'top_p', 'seed', 'kv_cache',

@@ -5,6 +5,7 @@ mode and a prompt that contains HTML. Screenshots land in test-output/screenshot
 Greedy decoding of "The quick brown fox" continues " with a quick brown bear." .
 """
 import json
+import re
 import time
 
 import pytest
@@ -212,8 +213,8 @@ def test_permalink_recreates_the_run_and_view(run_page, browser, live_server):
     run_page.click("#steps-list li >> nth=2")
     open_stage(run_page, "attention")
     run_page.select_option("select[name=Layer]", "7")
+    expect(run_page).to_have_url(re.compile(r"prompt=The\+quick\+brown\+fox.*step=2&stage=attention&layer=7"))
     url = run_page.url
-    assert "prompt=The+quick+brown+fox" in url and "stage=attention" in url and "layer=7" in url
     page = new_page(browser, live_server, url[len(live_server):])
     try:
         expect(page.locator("#status")).to_contain_text("Done", timeout=120_000)
