@@ -21,7 +21,7 @@ export async function getJSON(url) {
   return unpack(await fetch(url, { headers: { Accept: 'application/json' } }));
 }
 
-export async function postJSON(url, body) {
+async function postJSON(url, body) {
   return unpack(await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }));
 }
 
@@ -69,6 +69,5 @@ export const attention = (id, step, layer) => detail(id, `${step}/attention/${la
 export const embedding = (id, step) => detail(id, `${step}/embedding`);
 export const feedforward = (id, step, layer) => detail(id, `${step}/feedforward/${layer}`);
 export const logitLens = (id, step) => detail(id, `${step}/logit-lens`);
-export const getRun = (id) => getJSON(`/api/runs/${encodeURIComponent(id)}`);
 export const getModel = (quantization = 'fp32') => getJSON(`/api/model?quantization=${encodeURIComponent(quantization)}`);
 export const runBatch = (body) => postJSON('/api/batch', body);

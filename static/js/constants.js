@@ -69,7 +69,3 @@ export const SEL = {
   batchPrompts: '#batch-prompts', archTable: '#arch-table', archNote: '#arch-note', optExplain: '#opt-explain',
   modelCard: '#model-card',
 };
-
-// Form fields that make up a run's settings (ids of the inputs).
-export const SETTING_FIELDS = ['prompt', 'chat', 'max_new_tokens', 'temperature', 'top_k', 'top_p', 'seed',
-  'kv_cache', 'quantization', 'speculative', 'spec_source', 'num_draft_tokens', 'batching'];

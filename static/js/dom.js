@@ -18,11 +18,6 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-export function clear(node) {
-  while (node.firstChild) node.removeChild(node.firstChild);
-  return node;
-}
-
 // A token's text with the invisible made visible: ␣ for a space, ↵ for a newline, ⇥ for a tab.
 export function visible(text) {
   return text.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\t/g, '⇥');
