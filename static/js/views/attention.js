@@ -37,8 +37,8 @@ export function render(container, ctx, data) {
   }], {
     title: { text: `Layer ${layer}, head ${head}` },
     height: Math.max(220, 120 + 26 * qy.length), margin: { l: 90, r: 20, t: 40, b: 90 },
-    xaxis: { tickvals: kx, ticktext: keys, tickangle: -45, title: { text: 'keys (earlier tokens)' } },
-    yaxis: { tickvals: qy, ticktext: queries, autorange: 'reversed', title: { text: 'queries' } },
+    xaxis: { tickvals: kx, ticktext: keys, tickangle: -45, title: { text: 'keys (earlier tokens)' }, tickfont: { size: keys.length > 24 ? 9 : undefined } },
+    yaxis: { tickvals: qy, ticktext: queries, autorange: 'reversed', title: { text: 'queries' }, tickfont: { size: qy.length > 24 ? 9 : undefined } },
   });
   container.append(el('p', { class: 'caption', text: 'Row: the token doing the looking (query). Column: the token looked at (key). Every row sums to 1. The upper-right triangle is empty because a token cannot look at tokens after it.' }));
 

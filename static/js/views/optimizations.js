@@ -4,7 +4,7 @@ import { $, el, tokenChip } from '../dom.js';
 
 const EXPLAIN = [
   ['KV cache', 'Keys and values of earlier tokens are stored after they are computed, so each new token needs one new row per layer instead of a pass over the whole text. Turn it off and watch the latency climb with every token: each step redoes all earlier positions.'],
-  ['Quantization', 'Weights are stored with fewer bits (int8: 8 bits per weight plus scales; int4: 4 bits). Memory shrinks about 4× and 8×. Here the NumPy engine expands them back to float32 block by block before multiplying, so on this CPU the saving is memory, not necessarily speed; real int8/int4 kernels on a GPU also gain speed.'],
+  ['Quantization', 'Weights are stored with fewer bits (int8: 8 bits per weight plus scales; int4: 4 bits). Memory shrinks about 4× and 8×. Here the NumPy engine expands them back to float32 block by block before multiplying: that saves memory but costs extra work, so on this CPU quantized runs are slower, not faster. Real int8/int4 kernels unpack inside the multiplication and gain speed as well.'],
   ['Batching', 'Several prompts go through the model together: each weight matrix is read once per step for all of them. On a GPU this fills idle compute; on this 2-core CPU the gain is smaller but visible as more tokens per second in total.'],
   ['Speculative decoding', 'A cheap draft guesses a few tokens ahead (here: copying text that followed the same words earlier in the prompt, or the model\'s own first layers); the full model checks all guesses in one pass and keeps the ones it agrees with. The output is exactly what the model alone would produce.'],
 ];
