@@ -259,16 +259,17 @@ def speculative_table(model, new_tokens, gamma, repeats):
     fastest repeat (the least disturbed by other processes on a shared CPU)."""
     tok = model.tokenizer
     draft_layers = 8
-    sources = {"prompt-lookup": "prompt-lookup", "early-exit": "early-exit",
-               f"draft-model (first {draft_layers} layers)": truncated_model(model, draft_layers)}
+    sources = {"prompt-lookup": ("prompt-lookup", gamma), "prompt-lookup γ=8": ("prompt-lookup", 8),
+               "early-exit": ("early-exit", gamma),
+               f"draft-model (first {draft_layers} layers)": (truncated_model(model, draft_layers), gamma)}
     rows = []
     for pname, text in (("grounded", GROUNDED), ("free-form", FREE_FORM)):
         prompt = tok.apply_chat_template(text)
         best = {}
         for _ in range(repeats):
-            for sname, spec in [("plain", None)] + list(sources.items()):
+            for sname, (spec, g_draft) in [("plain", (None, gamma))] + list(sources.items()):
                 g = Generation(model, prompt, max_new_tokens=new_tokens, stop_at_eos=False, speculative=spec,
-                               num_draft_tokens=gamma)
+                               num_draft_tokens=g_draft)
                 seconds = sum(decode_steps(g))
                 if sname not in best or seconds < best[sname][0]:
                     best[sname] = (seconds, g.result())
@@ -276,7 +277,8 @@ def speculative_table(model, new_tokens, gamma, repeats):
         n = len(plain.token_ids) - 1
         for sname, (spec_s, r) in best.items():
             st = r.stats
-            row = {"prompt": pname, "source": sname, "identical_to_plain": r.token_ids == plain.token_ids,
+            row = {"prompt": pname, "source": sname, "num_draft_tokens": r.stats["num_draft_tokens"],
+                   "identical_to_plain": r.token_ids == plain.token_ids,
                    "acceptance_rate": st["acceptance_rate"], "mean_acceptance_length": st["mean_acceptance_length"],
                    "per_position_acceptance": st["per_position_acceptance"],
                    "plain_tokens_per_second": round(n / plain_s, 2), "tokens_per_second": round(n / spec_s, 2),

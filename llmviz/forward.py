@@ -57,6 +57,24 @@ def norm(w, prefix, x, cfg):
     return ops.layer_norm(x, w[prefix + ".w"], w[prefix + ".b"], cfg.norm_eps)
 
 
+GEMV_ROWS = 4   # up to this many rows, one gemv per row beats one gemm (measured, OpenBLAS)
+
+
+def linear(x, w):
+    """x [..., in] @ w [in, out] -> [..., out], computed so that BLAS reads w as few times as it can.
+
+    NumPy runs a 3-D `x @ w` as one gemv per row, each streaming all of w from memory; a 2-D
+    [N, in] @ w is one gemm, which reads w once but first copies (packs) it, so it costs about
+    as much as four gemv's. Few rows: per-row gemv; more rows: flatten to one gemm. Quantized
+    matrices always get the 2-D product (they dequantize per call)."""
+    rows = x.reshape(-1, x.shape[-1])                                     # [N, in]
+    if rows.shape[0] <= GEMV_ROWS and isinstance(w, np.ndarray):
+        out = np.stack([r @ w for r in rows])                             # N x gemv
+    else:
+        out = rows @ w                                                    # one gemm
+    return out.reshape(x.shape[:-1] + (out.shape[-1],))
+
+
 def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_layers=None):
     """Run T new tokens of B sequences through the model, appending to their caches.
 
@@ -99,7 +117,7 @@ def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_la
         p = f"layers.{i}."
         # -- attention -----------------------------------------------------------
         h = norm(w, p + "attn_norm", x, cfg)
-        qkv = h @ w[p + "attn.wqkv"]                                      # [B, T, D] -> [B, T, (H+2Hkv)d]
+        qkv = linear(h, w[p + "attn.wqkv"])                                      # [B, T, D] -> [B, T, (H+2Hkv)d]
         if cfg.arch == "gpt2":
             qkv = qkv + w[p + "attn.bqkv"]
         qk = qkv[..., : (H + Hkv) * d].reshape(B, T, H + Hkv, d).transpose(0, 2, 1, 3)  # [B, H+Hkv, T, d]
@@ -118,7 +136,7 @@ def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_la
             out[b], probs = ops.attention(qb, cache.k[i, :, :S], cache.v[i, :, :S], mask)  # [H, T, d], [H, T, S]
             if recs is not None and recs[b] is not None:
                 recs[b](p + "attn.probs", probs)
-        att = out.transpose(0, 2, 1, 3).reshape(B, T, H * d) @ w[p + "attn.wo"]  # [B, T, Hd] -> [B, T, D]
+        att = linear(out.transpose(0, 2, 1, 3).reshape(B, T, H * d), w[p + "attn.wo"])  # [B, T, Hd] -> [B, T, D]
         if cfg.arch == "gpt2":
             att = att + w[p + "attn.bo"]
         x = x + att
@@ -127,11 +145,11 @@ def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_la
         # -- feed-forward ----------------------------------------------------------
         h = norm(w, p + "ffn_norm", x, cfg)
         if cfg.arch == "llama":
-            gu = h @ w[p + "ffn.w_gate_up"]                               # [B, T, D] -> [B, T, 2F]
+            gu = linear(h, w[p + "ffn.w_gate_up"])                               # [B, T, D] -> [B, T, 2F]
             act = ops.swiglu(gu[..., :F], gu[..., F:])                    # [B, T, F]
         else:
-            act = ops.gelu_tanh(h @ w[p + "ffn.w_up"] + w[p + "ffn.b_up"])  # [B, T, F]
-        ffn = act @ w[p + "ffn.w_down"]                                   # [B, T, F] -> [B, T, D]
+            act = ops.gelu_tanh(linear(h, w[p + "ffn.w_up"]) + w[p + "ffn.b_up"])  # [B, T, F]
+        ffn = linear(act, w[p + "ffn.w_down"])                                   # [B, T, F] -> [B, T, D]
         if cfg.arch == "gpt2":
             ffn = ffn + w[p + "ffn.b_down"]
         x = x + ffn
@@ -149,7 +167,7 @@ def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_la
     if not all_logits:
         x = x[:, -1:]                                                     # only the next token is needed
     x = norm(w, "final_norm", x, cfg)
-    logits = x @ w["lm_head"]                                             # [B, T, D] -> [B, T, V]
+    logits = linear(x, w["lm_head"])                                           # [B, T, D] -> [B, T, V]
     clock.lap("prediction")
     return logits
 
