@@ -4,6 +4,7 @@ Environment:
   LLMVIZ_BIND       address to listen on (default 127.0.0.1:8000; put a proxy in front for other hosts)
   LLMVIZ_WORKERS    worker processes (default 1, see below)
   LLMVIZ_THREADS    threads per worker (default 32)
+  LLMVIZ_BLAS_THREADS  OpenBLAS/OpenMP threads per worker (default 1, see below)
   LLMVIZ_*          any other app setting (llmviz/web/__init__.py, limits.py, validation.py), e.g.
                     LLMVIZ_MAX_ACTIVE=8 LLMVIZ_MODEL_PATH=/models/x.gguf; values are parsed as JSON when
                     they can be (numbers, true/false), otherwise taken as text.
@@ -19,7 +20,15 @@ passes release the GIL inside NumPy. More workers do share the memory-mapped wei
 import json
 import os
 
-NOT_APP_SETTINGS = {"LLMVIZ_BIND", "LLMVIZ_WORKERS", "LLMVIZ_THREADS"}
+NOT_APP_SETTINGS = {"LLMVIZ_BIND", "LLMVIZ_WORKERS", "LLMVIZ_THREADS", "LLMVIZ_BLAS_THREADS"}
+
+# One BLAS thread per worker. The forward passes multiply small matrices ([rows, 576] @
+# [576, 1536]), where OpenBLAS's extra threads mostly spin waiting for each other; next to a
+# scheduler thread and request threads on 2 cores they made 16 tokens take 8 CPU-seconds
+# instead of 0.7 (measured on this machine under load, docs/production.md). Set before the
+# workers import NumPy; they inherit the environment.
+for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(name, os.environ.get("LLMVIZ_BLAS_THREADS", "1"))
 
 
 def env_value(text):
@@ -29,7 +38,9 @@ def env_value(text):
         return text
 
 
-app_config = {"LLMVIZ_WARMUP": True, "LLMVIZ_ENV": "production"}
+# 16 runs at once = the scheduler's batch size: in the 30-client load test this doubled the
+# total tokens/s of a cap of 4 (docs/production.md); worst-case trace memory 16 x 1 GiB.
+app_config = {"LLMVIZ_WARMUP": True, "LLMVIZ_ENV": "production", "LLMVIZ_MAX_ACTIVE": 16}
 app_config.update({k: env_value(v) for k, v in os.environ.items()
                    if k.startswith("LLMVIZ_") and k not in NOT_APP_SETTINGS})
 
