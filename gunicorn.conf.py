@@ -40,7 +40,9 @@ def env_value(text):
 
 # 16 runs at once = the scheduler's batch size: in the 30-client load test this doubled the
 # total tokens/s of a cap of 4 (docs/production.md); worst-case trace memory 16 x 1 GiB.
-app_config = {"LLMVIZ_WARMUP": True, "LLMVIZ_ENV": "production", "LLMVIZ_MAX_ACTIVE": 16}
+# Keep up to 256 runs so that a class of 30 making several runs each does not evict a run a
+# student is still looking at; the trace byte budget (LLMVIZ_MAX_STORED_BYTES) is the real bound.
+app_config = {"LLMVIZ_WARMUP": True, "LLMVIZ_ENV": "production", "LLMVIZ_MAX_ACTIVE": 16, "LLMVIZ_MAX_RUNS": 256}
 app_config.update({k: env_value(v) for k, v in os.environ.items()
                    if k.startswith("LLMVIZ_") and k not in NOT_APP_SETTINGS})
 
