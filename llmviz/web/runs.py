@@ -83,6 +83,7 @@ class RunStore:
         self.max_bytes = max_bytes        # trace bytes of stored runs; checked as each run is added
         self._runs = OrderedDict()
         self._evicted = OrderedDict()     # ids of dropped runs (bounded), so a 404 can say why
+        self._sizes = {}                  # run id -> trace bytes, for finished runs
         self._active = 0
         self._lock = threading.Lock()
 
@@ -92,13 +93,23 @@ class RunStore:
             while len(self._runs) > self.max_runs or (
                     self.max_bytes and len(self._runs) > 1 and self._nbytes() > self.max_bytes):
                 old, _ = self._runs.popitem(last=False)
+                self._sizes.pop(old, None)
                 self._evicted[old] = True
                 if len(self._evicted) > 10_000:
                     self._evicted.popitem(last=False)
         return run
 
     def _nbytes(self) -> int:
-        return sum(trace_nbytes(r.trace) for r in self._runs.values())
+        """Trace bytes of the stored runs; a finished run's size is measured once."""
+        total = 0
+        for run_id, run in self._runs.items():
+            size = self._sizes.get(run_id)
+            if size is None:
+                size = trace_nbytes(run.trace)
+                if run.status != "running":
+                    self._sizes[run_id] = size
+            total += size
+        return total
 
     def was_evicted(self, run_id: str) -> bool:
         with self._lock:
