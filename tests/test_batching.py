@@ -80,3 +80,15 @@ def test_scheduler_batches_models_separately(real_model, alone):
     assert [t for s in b for t in s.emitted] == ref
     assert [t for s in a for t in s.emitted] == alone[0]
     sch.shutdown()
+
+
+def test_scheduler_runs_a_speculative_request_beside_plain_ones(real_model, alone):
+    sch = Scheduler()
+    plain = sch.submit(Generation(real_model, PROMPTS[0], max_new_tokens=6))
+    spec_gen = Generation(real_model, PROMPTS[1], max_new_tokens=6, speculative="early-exit", num_draft_tokens=2)
+    spec = sch.submit(spec_gen)
+    spec_steps = list(spec)
+    assert [t for s in spec_steps for t in s.emitted] == alone[1]
+    assert all("speculative" in s.extra for s in spec_steps[1:])
+    assert [t for s in plain for t in s.emitted] == alone[0]
+    sch.shutdown()
