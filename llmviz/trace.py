@@ -132,7 +132,9 @@ class Trace:
             raise IndexError(f"layer {layer} does not exist (the model has {self.model.config.n_layers})")
         probs = self._rec(step, f"layers.{layer}.attn.probs")
         st = self.steps[step]
-        keys = self.all_ids()[: probs.shape[-1]]
+        # the keys are the cached text plus this pass's own inputs (for a speculative step
+        # these include draft tokens that were later rejected)
+        keys = (self.all_ids()[: st.start] + list(st.input_ids))[: probs.shape[-1]]
         return {"step": step, "layer": layer,
                 "query_positions": list(range(st.start, st.start + len(st.input_ids))),
                 "key_tokens": [token_dict(self.tok, i) for i in keys],

@@ -150,3 +150,15 @@ def test_speculative_trace_fields(real_model):
 def test_speculative_needs_a_cache(real_model):
     with pytest.raises(ValueError, match="kv_cache"):
         llmviz.generate(real_model, "Hi", max_new_tokens=2, kv_cache=False, speculative="prompt-lookup")
+
+
+def test_attention_of_a_verify_pass_shows_the_rejected_drafts_as_keys(real_model):
+    r = llmviz.generate(real_model, "Once upon a time", max_new_tokens=6, speculative="early-exit",
+                        num_draft_tokens=3, trace=True)
+    rejected = [i for i, s in enumerate(r.trace.steps[1:], start=1)
+                if s.extra["speculative"]["accepted"] < len(s.extra["speculative"]["draft_tokens"])]
+    assert rejected, "expected at least one rejection from an untrained early exit"
+    i = rejected[0]
+    st, att = r.trace.steps[i], r.trace.attention(rejected[0], 0)
+    assert [k["id"] for k in att["key_tokens"][st.start:]] == st.input_ids      # [last, draft_1, ..., draft_γ]
+    assert att["query_positions"] == list(range(st.start, st.start + len(st.input_ids)))
