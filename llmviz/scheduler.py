@@ -119,7 +119,12 @@ class Scheduler:
                         s.queue.put(_DONE)
                     return
                 streams = self._admit()
-            self._step(streams)
+            try:
+                self._step(streams)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not leave clients waiting forever
+                for s in streams:
+                    s.gen.done = True
+                    s.queue.put(exc)
 
     def _step(self, streams):
         alone = [s for s in streams if not batchable(s.gen)]
