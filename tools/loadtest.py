@@ -197,10 +197,13 @@ def memory_report(master: int) -> list:
     rows = []
     for role, pid in [("master", master)] + [("worker", p) for p in children(master)]:
         m = memory(pid)
-        private = m.get("Private_Clean", 0) + m.get("Private_Dirty", 0)
+        # file-backed pages (the memory-mapped weights) can be shared; anonymous ones (traces,
+        # KV caches, Python objects) belong to this process. "shared" counts pages that some
+        # other process maps right now (another worker, or any process using the same weights).
         shared = m.get("Shared_Clean", 0) + m.get("Shared_Dirty", 0)
-        rows.append(f"  {role:6} pid {pid:>7}: RSS {m['Rss'] / 1024:7.1f} MB   PSS {m['Pss'] / 1024:7.1f} MB   "
-                    f"shared {shared / 1024:7.1f} MB   private {private / 1024:7.1f} MB")
+        rows.append(f"  {role:6} pid {pid:>7}: RSS {m['Rss'] / 1024:7.1f} MB = file-backed "
+                    f"{(m['Rss'] - m['Anonymous']) / 1024:6.1f} MB + anonymous {m['Anonymous'] / 1024:7.1f} MB;"
+                    f"   PSS {m['Pss'] / 1024:7.1f} MB   mapped by others too {shared / 1024:6.1f} MB")
     return rows
 
 
