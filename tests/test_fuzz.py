@@ -77,3 +77,34 @@ def test_random_bytes_never_break_the_server(fuzz_client, data, content_type):
 
 def test_a_valid_request_succeeds_after_the_fuzzing(fuzz_client):
     still_serving(fuzz_client)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies)
+def test_random_json_never_breaks_a_stream(fuzz_client, body):
+    """The stream checks the same way, and a stream that starts ends with `done`, never `error`."""
+    response = fuzz_client.post("/api/stream", data=json.dumps(body), content_type="application/json")
+    event(f"stream status {response.status_code}")
+    if response.status_code != 200:
+        return check(response)
+    text = response.get_data(as_text=True)
+    assert "event: error" not in text and text.rstrip().split("\n\n")[-1].startswith("event: done")
+
+
+@FUZZ
+@given(run=st.text(max_size=20), step=st.integers(0, 2) | st.integers(-5, 10 ** 12),
+       layer=st.integers(0, 31) | st.integers(-5, 10 ** 12),
+       part=st.sampled_from(["", "/attention/{layer}", "/feedforward/{layer}", "/embedding", "/logit-lens",
+                             "/attention/{layer}?head=3", "/attention/{layer}?head=x"]))
+def test_random_detail_paths_answer_200_or_404(fuzz_client, run_id_for_fuzz, run, step, layer, part):
+    from urllib.parse import quote
+    for rid in (quote(run, safe="") or "x", run_id_for_fuzz):
+        response = fuzz_client.get(f"/api/runs/{rid}/steps/{step}" + part.format(layer=layer))
+        event(f"detail status {response.status_code}")
+        assert response.status_code in (200, 400, 404), response.get_data(as_text=True)
+        assert response.get_json() is not None
+
+
+@pytest.fixture(scope="module")
+def run_id_for_fuzz(fuzz_client):
+    return fuzz_client.post("/api/generate", json={"prompt": "Hello there", "max_new_tokens": 2}).get_json()["id"]
