@@ -96,11 +96,13 @@ def test_random_json_never_breaks_a_stream(fuzz_client, body):
        layer=st.integers(0, 31) | st.integers(-5, 10 ** 12),
        part=st.sampled_from(["", "/attention/{layer}", "/feedforward/{layer}", "/embedding", "/logit-lens",
                              "/attention/{layer}?head=3", "/attention/{layer}?head=x"]))
-def test_random_detail_paths_answer_200_or_404(fuzz_client, run_id_for_fuzz, run, step, layer, part):
+def test_random_detail_paths_answer_200_or_404_never_5xx(fuzz_client, run_id_for_fuzz, run, step, layer, part):
     from urllib.parse import quote
     for rid in (quote(run, safe="") or "x", run_id_for_fuzz):
         response = fuzz_client.get(f"/api/runs/{rid}/steps/{step}" + part.format(layer=layer))
         event(f"detail status {response.status_code}")
+        if response.status_code == 308:         # an id with "/" in it: werkzeug merges "//" by redirect
+            continue
         assert response.status_code in (200, 400, 404), response.get_data(as_text=True)
         assert response.get_json() is not None
 
