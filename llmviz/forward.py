@@ -68,6 +68,8 @@ def linear(x, w):
     as much as four gemv's. Few rows: per-row gemv; more rows: flatten to one gemm. Quantized
     matrices always get the 2-D product (they dequantize per call)."""
     rows = x.reshape(-1, x.shape[-1])                                     # [N, in]
+    if rows.shape[0] == 1:                                                # decode: one gemv
+        return (rows[0] @ w).reshape(x.shape[:-1] + (w.shape[-1],))
     if rows.shape[0] <= GEMV_ROWS and isinstance(w, np.ndarray):
         out = np.stack([r @ w for r in rows])                             # N x gemv
     else:
@@ -107,7 +109,7 @@ def forward(model, tokens, caches, recs=None, clock=None, all_logits=False, n_la
                 rec("embed.positions", pos_vec[b].copy())
     else:
         rope = [ops.rope_angles(p, d, cfg.rope_theta) for p in positions]  # B x [T, d/2]
-        cos_sin = [(np.cos(a), np.sin(a)) for a in rope]
+        cos_sin = [ops.rope_tables(a) for a in rope]                      # B x ([T, 2, d/2], [T, 2, d/2])
         for b, rec in enumerate(recs or ()):
             if rec is not None:
                 rec("embed.rope_angles", rope[b])

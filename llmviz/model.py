@@ -20,7 +20,15 @@ from .config import ModelConfig
 from .fetch import DEFAULT_MODEL_NAME, cache_dir, default_model_path
 from .tokenizer import Tokenizer
 
-CACHE_FORMAT = 1  # bump when the canonical weight layout changes
+CACHE_FORMAT = 2  # bump when the canonical weight layout changes
+
+
+def storage_owner(a):
+    """The array (or quantized matrix) that holds a's bytes, following views (.T, slices)."""
+    base = getattr(a, "base", None)
+    if isinstance(a, np.ndarray):
+        return storage_owner(base) if isinstance(base, np.ndarray) else a
+    return storage_owner(base) if base is not None else a
 
 
 @dataclass
@@ -35,17 +43,10 @@ class Model:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of weights as stored (a tied unembedding counted once)."""
-        seen, total = set(), 0
-        for name, w in self.weights.items():
-            # a view (lm_head = tok_emb.T, or a quantized embedding's transpose) counts through its base
-            view = name == "lm_head" or not isinstance(w, np.ndarray)
-            base = w.base if view and getattr(w, "base", None) is not None else w
-            if id(base) in seen:
-                continue
-            seen.add(id(base))
-            total += base.nbytes
-        return total
+        """Bytes of weights as stored; arrays sharing storage (a tied embedding and its
+        unembedding) count once."""
+        owners = {id(o): o for o in map(storage_owner, self.weights.values())}
+        return sum(o.nbytes for o in owners.values())
 
     def logits(self, ids) -> np.ndarray:
         """Full forward without reusing a cache. [T] -> [T, V] float32"""
@@ -65,8 +66,10 @@ def save_cache(folder: Path, cfg: ModelConfig, weights: dict, tok_spec: dict, in
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     for name, a in weights.items():
-        if name == "lm_head" and cfg.tied_embeddings:
-            continue
+        if name == "tok_emb" and cfg.tied_embeddings:
+            continue                      # it is lm_head.T: stored once, see read_cache()
+        if name == "lm_head":             # [V, D] -> [D, V]: x @ W reads a C-ordered matrix fastest
+            a = np.ascontiguousarray(a.T)
         np.save(tmp / f"{name}.npy", a)
     meta = {"config": cfg.to_dict(), "tokenizer": tok_spec, "info": info}
     (tmp / "meta.json").write_text(json.dumps(meta))
@@ -81,6 +84,8 @@ def read_cache(folder: Path):
     c = meta["config"]
     cfg = ModelConfig(**{k: v for k, v in c.items() if k not in ("d_head", "position_kind")})
     weights = {p.stem: np.load(p, mmap_mode="r") for p in folder.glob("*.npy")}
+    if cfg.tied_embeddings:
+        weights["tok_emb"] = weights["lm_head"].T                       # [V, D] view of the [D, V] unembedding
     return cfg, weights, meta["tokenizer"], meta["info"]
 
 
@@ -104,7 +109,6 @@ def load_model(name_or_path=None, quantization="fp32", log=print) -> Model:
         cfg, weights, tok_spec, info = loader.load(path)
         save_cache(folder, cfg, weights, tok_spec, info)
     cfg, weights, tok_spec, info = read_cache(folder)
-    weights["lm_head"] = (weights["tok_emb"] if cfg.tied_embeddings else weights["lm_head"]).T  # [D, V] view
     model = Model(name=name, source=str(path), config=cfg, weights=weights,
                   tokenizer=Tokenizer(tok_spec), info=info)
     if quantization != "fp32":

@@ -11,7 +11,7 @@ import numpy as np
 
 def rms_norm(x, w, eps):
     """Zhang & Sennrich 2019. [..., D] -> [..., D]"""
-    ms = np.mean(x * x, axis=-1, keepdims=True)
+    ms = (x * x).sum(axis=-1, keepdims=True) * (1.0 / x.shape[-1])   # mean square; a method call is cheaper than np.mean
     return x * (1.0 / np.sqrt(ms + eps)) * w
 
 
@@ -39,9 +39,8 @@ def swiglu(gate, up):
 
 
 def softmax(x, axis=-1):
-    m = np.max(x, axis=axis, keepdims=True)
-    e = np.exp(x - m)
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def rope_angles(positions, d, theta):
@@ -50,14 +49,22 @@ def rope_angles(positions, d, theta):
     return (np.asarray(positions, np.float64)[:, None] * inv_freq[None, :]).astype(np.float32)
 
 
-def apply_rope(x, cos, sin):
-    """Rotate pairs (i, i + d/2), Hugging Face's 'rotate_half' layout.
+def rope_tables(angles):
+    """[T, d/2] angles -> cos, sin tables [T, 2, d/2] shaped for apply_rope."""
+    cos, sin = np.cos(angles), np.sin(angles)
+    return np.stack([cos, cos], axis=-2), np.stack([-sin, sin], axis=-2)
 
-    x [..., T, d], cos/sin [T, d/2] -> [..., T, d]
+
+def apply_rope(x, cos2, sin2):
+    """Rotate pairs (i, i + d/2), Hugging Face's 'rotate_half' layout:
+    (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin).
+
+    x [..., T, d], cos2/sin2 [T, 2, d/2] from rope_tables() -> [..., T, d]
     """
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    *lead, T, d = x.shape
+    halves = x.reshape(*lead, T, 2, d // 2)                       # [..., T, 2, d/2]: (x1, x2)
+    out = halves * cos2 + halves[..., ::-1, :] * sin2             # (x2, x1) is a reversed view
+    return out.reshape(x.shape)
 
 
 def attention(q, k, v, mask):
