@@ -80,9 +80,9 @@ def main(argv=None):
     p = sub.add_parser("bench", help="measure KV cache, quantization, batching and speculative decoding")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
     p.add_argument("--quick", action="store_true", help="shorter runs of every measurement")
-    p.add_argument("--threads", type=int, default=1,
-                   help="BLAS threads; 1 (default) also times by CPU clock, robust on a shared machine; "
-                        "0 keeps the BLAS default and the wall clock")
+    p.add_argument("--threads", type=int, default=0,
+                   help="BLAS threads; 0 (default) keeps the BLAS default and times by the wall clock, "
+                        "what a user sees; 1 times by CPU clock, more robust on a busy shared machine")
     p.set_defaults(fn=cmd_bench)
 
     args = ap.parse_args(argv)
