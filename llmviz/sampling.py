@@ -23,13 +23,21 @@ class SamplingSettings:
         return self.temperature == 0.0
 
 
+def tempered(logits, temperature: float) -> np.ndarray:
+    """softmax(logits / temperature), safe for any temperature > 0: dividing the gaps
+    to the maximum (all <= 0) can underflow to 0 but never turns into NaN."""
+    z = np.asarray(logits, np.float64)
+    with np.errstate(over="ignore"):                               # gaps / tiny t -> -inf -> p = 0
+        return softmax(((z - z.max()) / float(temperature)).astype(np.float32))
+
+
 def filtered_distribution(logits, s: SamplingSettings) -> np.ndarray:
     """[V] logits -> [V] probabilities after temperature, top-k and top-p (zeros outside the kept set)."""
     if s.greedy:
         p = np.zeros(logits.shape, np.float32)
         p[int(np.argmax(logits))] = 1.0
         return p
-    probs = softmax(logits.astype(np.float32) * (1.0 / float(s.temperature)))
+    probs = tempered(logits, s.temperature)
     keep = np.ones(probs.shape, bool)
     order = np.argsort(-probs, kind="stable")
     if s.top_k is not None and s.top_k < probs.size:

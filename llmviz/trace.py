@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ops import softmax
+from .sampling import tempered
 
 TOP_N = 10        # candidates shown for prediction and sampling
 LENS_TOP = 5      # tokens shown per layer in the logit lens
@@ -80,13 +81,13 @@ class Step:
     def sampling_summary(self, tok, probs, order) -> dict:
         s, final = self.sampling, self.sampling["probs"]
         t = s["temperature"]
-        tempered = probs if t in (0.0, 1.0) else softmax(self.logits * (1.0 / t))
+        p_temp = probs if t in (0.0, 1.0) else tempered(self.logits, t)
         ids = list(order) + [i for i in self.emitted[:1] if i not in set(order)]
         return {
             "temperature": t, "top_k": s["top_k"], "top_p": s["top_p"], "greedy": t == 0.0,
             "u": s["u"], "kept": int(np.count_nonzero(final)),
             "candidates": [{**token_dict(tok, i), "p_model": round(float(probs[i]), 6),
-                            "p_temperature": round(float(tempered[i]), 6),
+                            "p_temperature": round(float(p_temp[i]), 6),
                             "p_final": round(float(final[i]), 6)} for i in ids],
             "chosen": token_dict(tok, s["chosen"]),
         }

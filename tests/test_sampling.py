@@ -71,3 +71,14 @@ def test_forced_token_continues_from_the_learners_choice(real_model):
     assert plain.text.startswith(" Paris")
     assert forced.text.startswith(" a")
     assert forced.token_ids[1:] != plain.token_ids[1:]
+
+
+@pytest.mark.parametrize("temperature", [1e-30, 1e-45, 5e-324, 1e30])
+def test_extreme_temperatures_give_a_distribution(temperature):
+    """A tiny temperature is (numerically) greedy, a huge one uniform; never NaN."""
+    p = filtered_distribution(LOGITS, SamplingSettings(temperature=temperature))
+    assert np.all(np.isfinite(p)) and p.sum() == pytest.approx(1.0, abs=1e-5)
+    if temperature < 1:
+        assert p[0] == pytest.approx(1.0)
+    else:
+        np.testing.assert_allclose(p, 1 / len(LOGITS), rtol=1e-4)
