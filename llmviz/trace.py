@@ -30,6 +30,13 @@ class Recorder:
         self.data[name] = value
 
 
+def top_ids(x, n):
+    """Indices of the n largest values, largest first: O(V), not a full sort of the vocabulary."""
+    n = min(n, x.size)
+    part = np.argpartition(-x, n - 1)[:n]
+    return part[np.argsort(-x[part], kind="stable")]
+
+
 def r4(a):
     """Round for JSON: 4 significant decimals is plenty for a picture."""
     return np.round(np.asarray(a, np.float64), 4).tolist()
@@ -56,7 +63,7 @@ class Step:
 
     def summary(self, tok, n_layers) -> dict:
         probs = softmax(self.logits)
-        order = np.argsort(-self.logits)[:TOP_N]
+        order = top_ids(self.logits, TOP_N)
         s = self.sampling
         out = {
             "index": self.index,
@@ -163,7 +170,7 @@ class Trace:
     def feedforward(self, step: int, layer: int, bins: int = 40, top: int = 12) -> dict:
         act = self._rec(step, f"layers.{layer}.ffn.act")                  # [F]
         counts, edges = np.histogram(act, bins=bins)
-        order = np.argsort(-np.abs(act))[:top]
+        order = top_ids(np.abs(act), top)
         return {"step": step, "layer": layer, "size": int(act.size),
                 "histogram": {"counts": counts.tolist(), "edges": r4(edges)},
                 "top_neurons": [{"index": int(i), "value": round(float(act[i]), 4)} for i in order],
@@ -179,6 +186,6 @@ class Trace:
         probs = softmax(final_hidden_to_logits(self.model, resid))      # [L, V]
         layers = []
         for l in range(L):
-            order = np.argsort(-probs[l])[:LENS_TOP]
+            order = top_ids(probs[l], LENS_TOP)
             layers.append([{**token_dict(self.tok, i), "prob": round(float(probs[l, i]), 5)} for i in order])
         return {"step": step, "layers": layers}
