@@ -159,7 +159,7 @@ class Generation:
         step = Step(index=len(self.trace.steps), kind="decode", input_ids=inputs, start=start,
                     reused_rows=start, cache_bytes=self.cache.nbytes_used, logits=logits[n_acc],
                     sampling={"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
-                              "u": final["u"], "probs": p[n_acc], "chosen": token},
+                              "u": final["u"], "probs": final["probs"], "chosen": token},
                     emitted=emitted, seconds=seconds, rec=rec.data if rec else {},
                     extra={"speculative": {"source": self.drafter.name, "draft_tokens": [int(t) for t in drafts],
                                            "accepted": n_acc, "decisions": decisions,

@@ -63,7 +63,8 @@ def verify(p, q, drafts, greedy, rng):
     p [n+1, V]: the target's distributions after the last token and after each draft token;
     q [n, V]: the draft's distributions the n draft tokens were drawn from.
     -> (number accepted, the token that follows them, per-draft decisions,
-        how that token was chosen: {"kind": "resample" | "bonus", "u": ...})
+        how that token was chosen: {"kind": "resample" | "bonus", "u": ..., "probs": the [V]
+        distribution it was drawn from: norm(max(0, p - q)) or p})
     """
     decisions = []
     for i, x in enumerate(drafts):
@@ -78,9 +79,9 @@ def verify(p, q, drafts, greedy, rng):
             total = float(residual.sum())
             residual = residual / total if total > 0 else p[i]
             token, u2 = pick(residual, greedy, rng)
-            return i, token, decisions, {"kind": "resample", "u": u2}
+            return i, token, decisions, {"kind": "resample", "u": u2, "probs": residual}
     token, u = pick(p[len(drafts)], greedy, rng)
-    return len(drafts), token, decisions, {"kind": "bonus", "u": u}
+    return len(drafts), token, decisions, {"kind": "bonus", "u": u, "probs": p[len(drafts)]}
 
 
 # -- draft sources -----------------------------------------------------------------------

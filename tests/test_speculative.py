@@ -162,3 +162,21 @@ def test_attention_of_a_verify_pass_shows_the_rejected_drafts_as_keys(real_model
     st, att = r.trace.steps[i], r.trace.attention(rejected[0], 0)
     assert [k["id"] for k in att["key_tokens"][st.start:]] == st.input_ids      # [last, draft_1, ..., draft_γ]
     assert att["query_positions"] == list(range(st.start, st.start + len(st.input_ids)))
+
+
+def test_resampled_token_shows_the_residual_distribution(real_model):
+    """After a rejection the token is drawn from norm(max(0, p - q)); the step's sampling
+    distribution must be that one (with a point-mass draft, the rejected token gets 0)."""
+    prompt = real_model.tokenizer.apply_chat_template(
+        "Repeat exactly: the cat sat on the mat, the cat sat on the mat, the cat sat on the mat.")
+    r = llmviz.generate(real_model, prompt, max_new_tokens=24, temperature=0.7, seed=1,
+                        speculative="prompt-lookup", num_draft_tokens=4, trace=True)
+    resampled = [s for s in r.trace.steps if s.extra.get("speculative", {}).get("final_kind") == "resample"]
+    assert resampled, "this seed was chosen to reject at least one draft"
+    for step in resampled:
+        spec = step.extra["speculative"]
+        rejected = spec["draft_tokens"][spec["accepted"]]
+        probs = step.sampling["probs"]
+        assert probs[rejected] == 0.0
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+        assert probs[step.sampling["chosen"]] > 0
