@@ -79,6 +79,22 @@ def save_cache(folder: Path, cfg: ModelConfig, weights: dict, tok_spec: dict, in
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_stale_caches(folder: Path):
+    """Delete older conversions of the same source file (an earlier CACHE_FORMAT or an
+    overwritten file): ~540 MB each. A process still mapping them keeps its mapping."""
+    source = json.loads((folder / "meta.json").read_text())["info"].get("source")
+    for other in folder.parent.iterdir():
+        meta = other / "meta.json"
+        if other == folder or not meta.exists():
+            continue
+        try:
+            stale = json.loads(meta.read_text())["info"].get("source", None)
+        except (OSError, ValueError):
+            continue
+        if stale is not None and stale == source:
+            shutil.rmtree(other, ignore_errors=True)
+
+
 def read_cache(folder: Path):
     meta = json.loads((folder / "meta.json").read_text())
     c = meta["config"]
@@ -107,7 +123,8 @@ def load_model(name_or_path=None, quantization="fp32", log=print) -> Model:
         log(f"llmviz: converting {path.name} to float32 (first load only) ...")
         loader = load_gguf if path.is_file() else load_hf
         cfg, weights, tok_spec, info = loader.load(path)
-        save_cache(folder, cfg, weights, tok_spec, info)
+        save_cache(folder, cfg, weights, tok_spec, {**info, "source": str(path.resolve())})
+        remove_stale_caches(folder)
     cfg, weights, tok_spec, info = read_cache(folder)
     model = Model(name=name, source=str(path), config=cfg, weights=weights,
                   tokenizer=Tokenizer(tok_spec), info=info)

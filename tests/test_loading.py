@@ -1,8 +1,10 @@
 """Loading: the default model's weights, the on-disk cache, and clear errors."""
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -79,8 +81,9 @@ def test_second_start_uses_the_cache(real_model):
     assert "converting" not in out.stdout + out.stderr
 
 
-def test_bfloat16_checkpoint_loads(tmp_path):
+def test_bfloat16_checkpoint_loads(tmp_path, monkeypatch):
     """Real Llama checkpoints are often bf16; NumPy has no bf16 type."""
+    monkeypatch.setenv("LLMVIZ_CACHE", str(tmp_path / "cache"))
     import struct
     from safetensors.numpy import load_file
     for f in ("config.json", "tokenizer.json"):
@@ -100,3 +103,17 @@ def test_bfloat16_checkpoint_loads(tmp_path):
     a, b = model.logits(ids), fp32.logits(ids)
     assert a.dtype == np.float32
     assert 0 < np.abs(a - b).max() < 0.1     # bf16 rounding, nothing worse
+
+
+def test_reconversion_removes_the_stale_cache(tmp_path, monkeypatch):
+    """Converting a changed file again deletes the older conversion of the same file."""
+    monkeypatch.setenv("LLMVIZ_CACHE", str(tmp_path / "cache"))
+    model_dir = tmp_path / "tiny-gpt2"
+    shutil.copytree(FIXTURES / "tiny-gpt2", model_dir)
+    llmviz.load_model(model_dir, log=lambda *_: None)
+    first = sorted((tmp_path / "cache" / "weights").iterdir())
+    later = time.time_ns() + 10**9                        # the source changed: a new conversion
+    os.utime(model_dir / "config.json", ns=(later, later))
+    llmviz.load_model(model_dir, log=lambda *_: None)
+    second = sorted((tmp_path / "cache" / "weights").iterdir())
+    assert len(first) == len(second) == 1 and first != second
