@@ -77,17 +77,21 @@ def machine_info():
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+def read_rates(product, nbytes, repeats):
+    """Bytes/s of `repeats` calls of product(), each reading nbytes."""
+    return [nbytes / timed(product) for _ in range(repeats)]
+
+
 def memory_bandwidth(megabytes=512, repeats=7):
     """Bytes/s of a streaming read over `megabytes`: np.dot of two float32 vectors, and a
     gemv x @ W. Best and median of `repeats`; the faster kernel is the machine's figure."""
-    n = megabytes * (1 << 20) // 8
-    a = np.ones(n, np.float32)
-    b = np.ones(n, np.float32)
-    dot = [2 * a.nbytes / timed(lambda: np.dot(a, b)) for _ in range(repeats)]
-    del a, b
+    half = np.ones(megabytes * (1 << 20) // 8, np.float32)                 # two halves of the bytes
+    other = half.copy()
+    dot = read_rates(lambda: np.dot(half, other), 2 * half.nbytes, repeats)
+    half = other = None                                                    # free before the gemv's matrix
     W = np.ones((megabytes * (1 << 20) // (4 * 4096), 4096), np.float32)   # [R, 4096]
     x = np.ones(W.shape[0], np.float32)
-    gemv = [W.nbytes / timed(lambda: x @ W) for _ in range(repeats)]
+    gemv = read_rates(lambda: x @ W, W.nbytes, repeats)
     faster = max(dot, gemv, key=max)
     return {"dot_gb_s": round(max(dot) / 1e9, 2), "gemv_gb_s": round(max(gemv) / 1e9, 2),
             "bytes_read": int(W.nbytes), "gb_s": round(max(faster) / 1e9, 2),

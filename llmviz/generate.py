@@ -96,19 +96,26 @@ class Generation:
             token = int(self.forced[len(self.new_ids)])
         seconds = {**seconds, "sampling": time.perf_counter() - t1}
         seconds["total"] = sum(seconds.values())
-        s = self.sampling
         inputs = (self.prompt_ids + self.new_ids)[self._start:]
         step = Step(index=len(self.trace.steps), kind="prefill" if not self.trace.steps else "decode",
                     input_ids=inputs, start=self._start, reused_rows=self._start,
                     cache_bytes=self.cache.nbytes_used if self.kv_cache else 0, logits=logits,
-                    sampling={"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
-                              "u": info["u"], "probs": info["probs"], "chosen": token},
+                    sampling=self.sampling_record(info["u"], info["probs"], token),
                     emitted=[token], seconds=seconds, rec=self._rec.data if self._rec else {},
                     extra=extra or {})
-        self.new_ids.append(token)
+        return self.append(step, stop=self.stop_at_eos and token in self.model.tokenizer.eos_ids)
+
+    def sampling_record(self, u, probs, token) -> dict:
+        """What the trace keeps of one sampling decision: settings, the draw, the distribution."""
+        s = self.sampling
+        return {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
+                "u": u, "probs": probs, "chosen": token}
+
+    def append(self, step, stop=False) -> Step:
+        """Add a finished step's tokens to the run; `stop` ends it (an end-of-turn token)."""
+        self.new_ids.extend(step.emitted)
         self.trace.steps.append(step)
-        if len(self.new_ids) >= self.max_new_tokens or (
-                self.stop_at_eos and token in self.model.tokenizer.eos_ids):
+        if stop or len(self.new_ids) >= self.max_new_tokens:
             self.done = True
         return step
 
@@ -155,21 +162,15 @@ class Generation:
         self.spec_stats.add(len(drafts), n_acc, len(emitted))
         seconds = {**clock.seconds, "draft": t1 - t0, "sampling": time.perf_counter() - t2}
         seconds["total"] = sum(seconds.values())
-        s = self.sampling
         step = Step(index=len(self.trace.steps), kind="decode", input_ids=inputs, start=start,
                     reused_rows=start, cache_bytes=self.cache.nbytes_used, logits=logits[n_acc],
-                    sampling={"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
-                              "u": final["u"], "probs": final["probs"], "chosen": token},
+                    sampling=self.sampling_record(final["u"], final["probs"], token),
                     emitted=emitted, seconds=seconds, rec=rec.data if rec else {},
                     extra={"speculative": {"source": self.drafter.name, "draft_tokens": [int(t) for t in drafts],
                                            "accepted": n_acc, "decisions": decisions,
                                            "final_token": int(token), "final_kind": final["kind"],
                                            "discarded_rows": len(drafts) - n_acc}})
-        self.new_ids.extend(emitted)
-        self.trace.steps.append(step)
-        if len(self.new_ids) >= self.max_new_tokens or eos:
-            self.done = True
-        return step
+        return self.append(step, stop=bool(eos))
 
     def stats(self) -> dict:
         return self.spec_stats.summary() if self.drafter is not None else {}

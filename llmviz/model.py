@@ -17,6 +17,7 @@ import numpy as np
 
 from . import load_gguf, load_hf
 from .config import ModelConfig
+from .forward import KVCache, forward
 from .fetch import DEFAULT_MODEL_NAME, cache_dir, default_model_path
 from .tokenizer import Tokenizer
 
@@ -50,7 +51,6 @@ class Model:
 
     def logits(self, ids) -> np.ndarray:
         """Full forward without reusing a cache. [T] -> [T, V] float32"""
-        from .forward import KVCache, forward
         ids = np.asarray(ids, dtype=np.int64)
         cache = KVCache(self.config, len(ids))
         return forward(self, ids[None], [cache], all_logits=True)[0]

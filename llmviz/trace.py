@@ -64,7 +64,6 @@ class Step:
     def summary(self, tok, n_layers) -> dict:
         probs = softmax(self.logits)
         order = top_ids(self.logits, TOP_N)
-        s = self.sampling
         out = {
             "index": self.index,
             "kind": self.kind,
