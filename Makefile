@@ -13,6 +13,10 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	touch $@
+
 setup: $(VENV)/.installed
 
 model: setup                 ## download (first time) and convert the default model
@@ -27,7 +31,8 @@ serve: model                 ## production: gunicorn, 127.0.0.1:8000 (docs/produ
 chromium:                    ## Debian's chromium for the browser tests
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: model chromium
+test: model chromium $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 bench: model

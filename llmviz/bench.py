@@ -64,7 +64,7 @@ def machine_info():
     cpu = platform.processor()
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        cpu = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), cpu)
+        cpu = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), cpu)
     except (OSError, subprocess.SubprocessError):
         pass
     blas = "unknown"
@@ -228,7 +228,7 @@ def batching_table(model, sizes, new_tokens):
         prefill = clock() - t0
         steps = []
         while not gens[0].done:                                          # the batched decode steps
-            steps.append(timed(lambda: step_together(gens)))
+            steps.append(timed(lambda gens=gens: step_together(gens)))
         step_ms, med_ms = best_median_ms(steps)
         decode_tps = B * 1000 / step_ms
         base = base or decode_tps
@@ -254,7 +254,8 @@ def verify_cost(model, context, gammas, repeats=3):
         for _ in range(repeats):
             cache = KVCache(model.config, context + g + 1)
             forward(model, ids[None], [cache])
-            ts.append(timed(lambda: forward(model, np.arange(g + 1)[None] + 7, [cache], all_logits=True)))
+            new = np.arange(g + 1)[None] + 7                             # [1, γ+1]
+            ts.append(timed(lambda new=new, cache=cache: forward(model, new, [cache], all_logits=True)))
         times[g] = min(ts)
     one = times[0]
     return [{"gamma": g, "verify_ms": round(times[g] * 1000, 2), "cost_vs_decode": round(times[g] / one, 2),

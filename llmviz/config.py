@@ -7,7 +7,7 @@ Shape legend used in comments throughout llmviz:
     d  head size (D // H)      F  feed-forward width
     V  vocabulary size         L  layers
 """
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ class Generation:
         logits = forward(self.model, np.asarray([inputs]), [self.cache], recs=[rec], clock=clock,
                          all_logits=True)[0]                                     # [γ+1, V]
         t2 = time.perf_counter()
-        p = np.stack([filtered_distribution(l, self.sampling) for l in logits])  # [γ+1, V]
+        p = np.stack([filtered_distribution(row, self.sampling) for row in logits])  # [γ+1, V]
         n_acc, token, decisions, final = verify(p, q, drafts, self.sampling.greedy, self.rng)
         self.cache.length = start + 1 + n_acc      # drop the K/V rows of rejected draft tokens
         self.drafter.rollback(self.cache.length)

@@ -39,7 +39,8 @@ def read_config(path: Path) -> ModelConfig:
                            n_kv_heads=c.get("num_key_value_heads", H), d_model=c["hidden_size"],
                            d_ff=c["intermediate_size"], vocab_size=c["vocab_size"],
                            context_length=c.get("max_position_embeddings", 2048),
-                           norm_eps=c.get("rms_norm_eps", 1e-6), rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)),
+                           norm_eps=c.get("rms_norm_eps", 1e-6),
+                           rope_theta=c.get("rope_theta", rope.get("rope_theta", 10000.0)),
                            tied_embeddings=bool(c.get("tie_word_embeddings", False)))
     raise ValueError(f"{path}: model type {kind!r} is not supported (only gpt2 and llama)")
 
@@ -92,11 +93,13 @@ def gpt2_weights(raw: dict, cfg: ModelConfig) -> dict:
     for i in range(cfg.n_layers):
         p, q = f"h.{i}.", f"layers.{i}."
         w[q + "attn_norm.w"], w[q + "attn_norm.b"] = get(p + "ln_1.weight", (D,)), get(p + "ln_1.bias", (D,))
-        w[q + "attn.wqkv"], w[q + "attn.bqkv"] = get(p + "attn.c_attn.weight", (D, 3 * D)), get(p + "attn.c_attn.bias", (3 * D,))
+        w[q + "attn.wqkv"] = get(p + "attn.c_attn.weight", (D, 3 * D))
+        w[q + "attn.bqkv"] = get(p + "attn.c_attn.bias", (3 * D,))
         w[q + "attn.wo"], w[q + "attn.bo"] = get(p + "attn.c_proj.weight", (D, D)), get(p + "attn.c_proj.bias", (D,))
         w[q + "ffn_norm.w"], w[q + "ffn_norm.b"] = get(p + "ln_2.weight", (D,)), get(p + "ln_2.bias", (D,))
         w[q + "ffn.w_up"], w[q + "ffn.b_up"] = get(p + "mlp.c_fc.weight", (D, F)), get(p + "mlp.c_fc.bias", (F,))
-        w[q + "ffn.w_down"], w[q + "ffn.b_down"] = get(p + "mlp.c_proj.weight", (F, D)), get(p + "mlp.c_proj.bias", (D,))
+        w[q + "ffn.w_down"] = get(p + "mlp.c_proj.weight", (F, D))
+        w[q + "ffn.b_down"] = get(p + "mlp.c_proj.bias", (D,))
     w["final_norm.w"], w["final_norm.b"] = get("ln_f.weight", (D,)), get("ln_f.bias", (D,))
     w["lm_head"] = w["tok_emb"]  # GPT-2 ties the unembedding to the token embedding
     return w

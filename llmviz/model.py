@@ -17,8 +17,8 @@ import numpy as np
 
 from . import load_gguf, load_hf
 from .config import ModelConfig
-from .forward import KVCache, forward
 from .fetch import DEFAULT_MODEL_NAME, cache_dir, default_model_path
+from .forward import KVCache, forward
 from .tokenizer import Tokenizer
 
 CACHE_FORMAT = 2  # bump when the canonical weight layout changes

@@ -11,7 +11,7 @@ import numpy as np
 
 def rms_norm(x, w, eps):
     """Zhang & Sennrich 2019. [..., D] -> [..., D]"""
-    ms = (x * x).sum(axis=-1, keepdims=True) * (1.0 / x.shape[-1])   # mean square; a method call is cheaper than np.mean
+    ms = (x * x).sum(axis=-1, keepdims=True) * (1.0 / x.shape[-1])   # mean square (cheaper than np.mean)
     return x * (1.0 / np.sqrt(ms + eps)) * w
 
 

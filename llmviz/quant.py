@@ -26,7 +26,6 @@ from dataclasses import replace
 
 import numpy as np
 
-
 GROUP = 32
 KINDS = ("fp32", "int8", "int8-g32", "int4")
 BLOCK_ELEMS = 1 << 22          # dequantize at most this many weights at once (16 MB of float32)
@@ -218,6 +217,29 @@ def quantize_model(model, kind):
     out["tok_emb"] = emb.T
     out["lm_head"] = emb if model.config.tied_embeddings else QuantizedMatrix.from_float(w["lm_head"], kind)
     return replace(model, weights=out, quantization=kind, info={**model.info, "quantized_from": "fp32"})
+
+
+def matrix_nbytes(kind, n_in, n_out) -> int:
+    """Bytes an [n_in, n_out] float32 matrix takes once quantized as `kind`: codes plus scales."""
+    if kind == "fp32":
+        return 4 * n_in * n_out
+    codes = n_in * n_out // 2 if kind == "int4" else n_in * n_out
+    scales = 4 * n_out if kind == "int8" else 4 * (n_in // GROUP) * n_out
+    return codes + scales
+
+
+def model_nbytes(model, kind) -> int:
+    """Bytes of an fp32 model's weights in format `kind`, from shapes alone (nothing is
+    quantized): what `quantize_model(model, kind).nbytes` will be. The page shows it per format."""
+    if kind == "fp32":
+        return model.nbytes
+    D, V = model.weights["lm_head"].shape                                  # [D, V]
+    total = matrix_nbytes(kind, D, V) * (1 if model.config.tied_embeddings else 2)   # (un)embedding
+    for name, a in model.weights.items():
+        if name in ("tok_emb", "lm_head"):
+            continue
+        total += matrix_nbytes(kind, *a.shape) if is_matrix_weight(name) else a.nbytes
+    return total
 
 
 # -- accuracy against the float32 model ----------------------------------------------

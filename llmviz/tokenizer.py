@@ -6,7 +6,8 @@ No BOS token is added implicitly: SmolLM2's own Hugging Face tokenizer adds none
 """
 from functools import lru_cache
 
-from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer as HFTokenizer
 
 
 @lru_cache(maxsize=1)

@@ -79,9 +79,9 @@ class Step:
             **self.extra,
         }
         if self.rec:
-            out["residual_norms"] = [r4(self.rec[f"layers.{l}.resid_norm"]) for l in range(n_layers)]
+            out["residual_norms"] = [r4(self.rec[f"layers.{i}.resid_norm"]) for i in range(n_layers)]
             out["attention_focus"] = [
-                [int(np.argmax(h[-1])) for h in self.rec[f"layers.{l}.attn.probs"]] for l in range(n_layers)]
+                [int(np.argmax(h[-1])) for h in self.rec[f"layers.{i}.attn.probs"]] for i in range(n_layers)]
         return out
 
     def sampling_summary(self, tok, probs, order) -> dict:
@@ -174,17 +174,17 @@ class Trace:
                 "histogram": {"counts": counts.tolist(), "edges": r4(edges)},
                 "top_neurons": [{"index": int(i), "value": round(float(act[i]), 4)} for i in order],
                 "mean_abs": round(float(np.mean(np.abs(act))), 4),
-                "residual_norms": [r4(self._rec(step, f"layers.{l}.resid_norm")[-1])
-                                   for l in range(self.model.config.n_layers)]}
+                "residual_norms": [r4(self._rec(step, f"layers.{i}.resid_norm")[-1])
+                                   for i in range(self.model.config.n_layers)]}
 
     def logit_lens(self, step: int) -> dict:
         """What each layer's residual stream would predict if decoding stopped there."""
         from .forward import final_hidden_to_logits
         L = self.model.config.n_layers
-        resid = np.stack([self._rec(step, f"layers.{l}.resid_last") for l in range(L)])  # [L, D]
+        resid = np.stack([self._rec(step, f"layers.{i}.resid_last") for i in range(L)])  # [L, D]
         probs = softmax(final_hidden_to_logits(self.model, resid))      # [L, V]
         layers = []
-        for l in range(L):
-            order = top_ids(probs[l], LENS_TOP)
-            layers.append([{**token_dict(self.tok, i), "prob": round(float(probs[l, i]), 5)} for i in order])
+        for layer in range(L):
+            order = top_ids(probs[layer], LENS_TOP)
+            layers.append([{**token_dict(self.tok, i), "prob": round(float(probs[layer, i]), 5)} for i in order])
         return {"step": step, "layers": layers}

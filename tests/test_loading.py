@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 import llmviz
-from conftest import FIXTURES
 from llmviz import fetch
 
 
@@ -47,7 +47,8 @@ def test_directory_without_weights(tmp_path):
 
 
 def test_unsupported_architecture(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mistral", "architectures": ["MistralForCausalLM"]}))
+    config = {"model_type": "mistral", "architectures": ["MistralForCausalLM"]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="model type 'mistral' is not supported"):
         llmviz.load_model(tmp_path)
 
@@ -85,6 +86,7 @@ def test_bfloat16_checkpoint_loads(tmp_path, monkeypatch):
     """Real Llama checkpoints are often bf16; NumPy has no bf16 type."""
     monkeypatch.setenv("LLMVIZ_CACHE", str(tmp_path / "cache"))
     import struct
+
     from safetensors.numpy import load_file
     for f in ("config.json", "tokenizer.json"):
         shutil.copy(FIXTURES / "tiny-llama" / f, tmp_path)

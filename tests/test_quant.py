@@ -79,6 +79,14 @@ def test_weight_memory_shrinks(real_model, quantized):
     assert quantized["int8"].tokenizer is real_model.tokenizer
 
 
+@pytest.mark.parametrize("kind", quant.KINDS)
+@pytest.mark.parametrize("fixture", ["tiny-llama", "tiny-gpt2"])
+def test_byte_counts_from_shapes_equal_the_quantized_models(fixtures_dir, fixture, kind):
+    """The sizes the page shows for every format, computed without quantizing."""
+    model = llmviz.load_model(fixtures_dir / fixture, log=lambda *a: None)
+    assert quant.model_nbytes(model, kind) == quant.quantize_model(model, kind).nbytes
+
+
 def test_accuracy_on_the_shipped_text(real_model, quantized):
     ids = real_model.tokenizer.encode(open(ALICE).read())
     assert len(ids) >= 2000

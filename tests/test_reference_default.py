@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 import llmviz
-from conftest import FIXTURES
 
 TOL = 1e-3
 REF = np.load(FIXTURES / "reference" / "smollm2-135m.npz")

@@ -2,9 +2,9 @@
 tools/make_reference.py, see tests/fixtures/README.md). Tolerance: 1e-3 max abs."""
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 import llmviz
-from conftest import FIXTURES
 
 TOL = 1e-3
 REF = FIXTURES / "reference"

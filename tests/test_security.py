@@ -22,7 +22,7 @@ def test_templates_hold_no_inline_script():
     """The CSP forbids inline script, so every <script> must load a file or carry data (type JSON)."""
     for template in (ROOT / "templates").glob("*.html"):
         html = template.read_text()
-        for tag, body in re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S):
+        for tag, _body in re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S):
             assert "src=" in tag or 'type="application/json"' in tag, f"{template.name}: inline <script{tag}>"
         assert not re.search(r"\son[a-z]+\s*=", html), f"{template.name}: an inline event handler"
 

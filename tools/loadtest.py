@@ -42,7 +42,7 @@ def loopback_target(url: str) -> tuple:
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)}
     except socket.gaierror as e:
-        raise SystemExit(f"refusing {parts.hostname}: it does not resolve ({e})")
+        raise SystemExit(f"refusing {parts.hostname}: it does not resolve ({e})") from None
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
         raise SystemExit(f"refusing {parts.hostname}: it resolves to {sorted(addresses)}; "
                          "this load test only runs against 127.x or localhost")

@@ -616,10 +616,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-smollm2", action="store_true", help="only the tiny fixtures")
     args = ap.parse_args(argv)
 
-    import torch
-    import transformers
     import gguf  # noqa: F401
     import tokenizers
+    import torch
+    import transformers
 
     torch.manual_seed(SEED)
     np.random.seed(SEED)

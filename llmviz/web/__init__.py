@@ -12,7 +12,8 @@ from flask import Flask
 import llmviz
 
 from .errors import register_error_handlers
-from .limits import DEFAULTS as LIMIT_DEFAULTS, register_limits
+from .limits import DEFAULTS as LIMIT_DEFAULTS
+from .limits import register_limits
 from .registry import ModelRegistry
 from .runs import RunStore
 from .security import register_security

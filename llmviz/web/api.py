@@ -17,9 +17,9 @@ import llmviz
 
 from .errors import ApiError, error_body
 from .limits import time_limited
-from .validation import Limits, batch_settings, generate_settings
 from .registry import features
 from .runs import Run
+from .validation import Limits, batch_settings, generate_settings
 
 bp = Blueprint("api", __name__)
 
@@ -59,7 +59,7 @@ def new_run(settings) -> Run:
     try:
         gen = llmviz.Generation(model, text, **kwargs)
     except ValueError as e:                      # empty after tokenizing, or longer than the context
-        raise ApiError(400, str(e), "prompt")
+        raise ApiError(400, str(e), "prompt") from None
     gen.time_limit_s = current_app.config["LLMVIZ_RUN_SECONDS"]   # read by computed_steps (limits.py)
     return Run(gen.trace, {**settings, "prompt_text": text, "seed": gen.seed}, model, gen)
 
@@ -165,7 +165,8 @@ def detail(run_id, fn):
     try:
         return jsonify(fn(run.trace))
     except IndexError as e:
-        raise ApiError(404, str(e), next((f for f in ("step", "layer", "head") if str(e).startswith(f)), None))
+        field = next((f for f in ("step", "layer", "head") if str(e).startswith(f)), None)
+        raise ApiError(404, str(e), field) from None
 
 
 @bp.get("/runs")

@@ -88,13 +88,13 @@ def decode_body(content_type, data: bytes) -> dict:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise bad(None, "the request body is not valid UTF-8 text")
+        raise bad(None, "the request body is not valid UTF-8 text") from None
     try:
         body = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
     except RecursionError:
-        raise bad(None, "the request body is nested too deeply to be a generation request")
+        raise bad(None, "the request body is nested too deeply to be a generation request") from None
     except ValueError as e:          # JSONDecodeError, or an integer with thousands of digits
-        raise bad(None, f"the request body is not valid JSON ({e})")
+        raise bad(None, f"the request body is not valid JSON ({e})") from None
     if not isinstance(body, dict):
         raise bad(None, f"the request body must be a JSON object such as {EXAMPLE}, not {json_type(body)}")
     return body
@@ -131,7 +131,7 @@ def text(value, field, limits, count_tokens) -> tuple:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
         raise bad(field, f"{field} contains an unpaired surrogate ({shown(value[e.start])}), which is not "
-                         "valid Unicode text")
+                         "valid Unicode text") from None
     n = count_tokens(value)          # the body size limit (MAX_CONTENT_LENGTH) bounds this work
     if n > limits.max_prompt_tokens:
         raise bad(field, f"{field} is too long ({n} tokens); the limit is {limits.max_prompt_tokens} tokens")
