@@ -56,6 +56,16 @@ def test_presenter_mode_passes_axe(sampled_page):
         page.click("#presenter-btn")
 
 
+def test_a_speculative_run_passes_axe(page):
+    """Accepted and rejected drafts are coloured text in the steps list and the sampling view."""
+    page.check(tid("toggle-speculative"))
+    generate(page, "one two three four. one two three four. one two", tokens=6)
+    page.click("#steps-list li >> nth=1")
+    open_stage(page, "sampling")
+    expect(page.locator("#stage-body")).to_contain_text("Speculative decoding in this step")
+    assert audit(page) == []
+
+
 def test_the_page_before_any_run_passes_axe(page):
     expect(page.locator(tid("generate"))).to_be_enabled()
     assert audit(page) == []
