@@ -129,6 +129,9 @@ def test_keyboard_alone_runs_and_explores_with_visible_focus(page):
     assert f["outline"] != "none" and f["width"] != "0px", "focus must be visible"
     page.keyboard.press("Enter")
     expect(page.locator("#status")).to_contain_text("Done", timeout=120_000)
+    play = page.locator("#play")                       # its label names the action; no inverted aria-pressed
+    expect(play).to_have_text("Play")
+    assert play.get_attribute("aria-pressed") is None
 
     tab_to(page, lambda f: f["testid"] == "stage-attention")
     page.keyboard.press("Enter")
