@@ -5,8 +5,8 @@ and quantizing are guarded by the lock. What the engine can do (quantization,
 speculative decoding, batching) is discovered at request time, so the page's
 toggles light up as soon as those engine modules exist.
 """
+import dataclasses
 import importlib.util
-import inspect
 import threading
 
 import llmviz
@@ -24,7 +24,7 @@ def has_module(name) -> bool:
 
 def features() -> dict:
     """Which optimizations the installed engine supports, with a reason when not."""
-    gen_params = inspect.signature(llmviz.Generation.__init__).parameters
+    gen_params = {f.name for f in dataclasses.fields(llmviz.GenerationRequest)}
     quant = has_module("llmviz.quant")
     spec = "speculative" in gen_params
     batch = hasattr(llmviz, "generate_batch") or has_module("llmviz.batching")
