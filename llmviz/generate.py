@@ -75,8 +75,8 @@ class Generation:
         if not isinstance(request, GenerationRequest):
             request = GenerationRequest(prompt=request, **fields)
         t0 = time.perf_counter()
-        self.model, self.request = model, request
-        r = request
+        self.model = model
+        self.request = r = request
         self.prompt_ids = list(r.prompt_ids) if r.prompt_ids is not None else model.tokenizer.encode(r.prompt)
         tokenize_ms = round((time.perf_counter() - t0) * 1000, 3)
         check_length(len(self.prompt_ids), r.max_new_tokens, model.config.context_length)
