@@ -235,13 +235,13 @@ _warm_lock = threading.Lock()
 
 
 def warm_up(kind, log=print, after=1.0):
-    """Compile the kernel of `kind` (or load it from numba's on-disk cache) by running it on a
-    tiny matrix. If that takes longer than `after` seconds (a first compile, once per machine),
+    """Compile the kernels of `kind` (or load them from numba's on-disk cache) by running them
+    on a tiny matrix. If that takes longer than `after` seconds (a first compile, once per machine),
     say so while it happens and how long it took. -> seconds spent (0 if already warm)."""
     with _warm_lock:
         if kind in _warm or kind not in KERNELS:
             return 0.0
-        timer = threading.Timer(after, log, (f"llmviz: compiling the fused {kind} kernel with numba "
+        timer = threading.Timer(after, log, (f"llmviz: compiling the {kind} kernels with numba "
                                              "(once per machine, cached afterwards) ...",))
         timer.daemon = True
         t0 = time.perf_counter()
@@ -249,9 +249,10 @@ def warm_up(kind, log=print, after=1.0):
         from .quant import QuantizedMatrix
         qm = QuantizedMatrix.from_float(np.ones((64, 2), np.float32), kind)
         launch(kind, np.ones((1, 64), np.float32), qm.arrays(), np.empty((1, 2), np.float32))
+        qm.blocked_matmul(np.ones((1, 64), np.float32))           # a prefill's dequantizing kernel
         timer.cancel()
         seconds = time.perf_counter() - t0
         if seconds > after:
-            log(f"llmviz: {kind} kernel compiled in {seconds:.1f} s")
+            log(f"llmviz: {kind} kernels ready in {seconds:.1f} s")
         _warm.add(kind)
         return seconds
