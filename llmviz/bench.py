@@ -43,7 +43,7 @@ from .forward import KVCache, forward
 from .generate import Generation
 from .kernels import KERNELS
 from .model import load_model
-from .quant import FUSED_MAX_ROWS, KINDS, LABELS, evaluate, quantize_model
+from .quant import FORMATS, FUSED_MAX_ROWS, LABELS, evaluate, quantize_model
 from .speculative import default_exit_layer, truncated_model
 
 TEXT = Path(__file__).parent / "data" / "alice-ch1-2.txt"
@@ -216,8 +216,8 @@ def interleaved_decode(models, new_tokens, repeats, prompt="The history of the p
 
 def quantization_table(model, text_ids, eval_tokens, window, decode_tokens, repeats, bw):
     t = time.perf_counter()
-    models = {"fp32": model, **{k: quantize_model(model, k, log=log) for k in KINDS if k != "fp32"}}
-    log(f"  quantized to {', '.join(KINDS[1:])} in {time.perf_counter() - t:.1f} s (kernels compiled or loaded "
+    models = {"fp32": model, **{k: quantize_model(model, k, log=log) for k in FORMATS if k != "fp32"}}
+    log(f"  quantized to {', '.join(list(FORMATS)[1:])} in {time.perf_counter() - t:.1f} s (kernels compiled or loaded "
         "from the cache included)")
     t = time.perf_counter()
     compared = {k: m for k, m in models.items() if k != "fp32"}

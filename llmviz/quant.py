@@ -58,7 +58,7 @@ FORMATS = {f.name: f for f in (
     Format("int4-sym", "int4 symmetric, a scale per 32 weights", "half a byte + a float32 scale per "
            "32 weights (GGUF Q4_0)"),
 )}
-KINDS = tuple(FORMATS)
+KINDS = ("fp32", "int8", "int8-g32", "int4")    # what the app offers; int4-sym is for the bench and docs
 LABELS = {name: f.label for name, f in FORMATS.items()}
 
 
@@ -273,8 +273,8 @@ def quantize_model(model, kind, log=print):
     Compiles the fused kernel of `kind` (first use on this machine) or loads it from the cache."""
     if kind == "fp32":
         return model
-    if kind not in KINDS:
-        raise ValueError(f"unknown quantization {kind!r}: choose one of {', '.join(KINDS)}")
+    if kind not in FORMATS:
+        raise ValueError(f"unknown quantization {kind!r}: choose one of {', '.join(FORMATS)}")
     if model.quantization != "fp32":
         raise ValueError(f"model is already {model.quantization}; quantize the fp32 model")
     w = model.weights
