@@ -373,6 +373,9 @@ def speculative_table(model, new_tokens, gamma, repeats):
 
 def run(quick=False, threads=0):
     t0 = time.perf_counter()
+    if threads:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))   # the fused kernels' threads
     if threads and set_blas_threads(threads):
         CLOCK.update(fn=time.process_time if threads == 1 else time.perf_counter,
                      name="process CPU time" if threads == 1 else "wall")
