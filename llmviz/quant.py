@@ -10,7 +10,7 @@ dimension a dot product sums over, so one scale covers 32 consecutive terms of o
     int4      q in 0..15 packed two per byte [out, in/2], scale and minimum [out, in/32]:
               w = q * scale + minimum                                (GGUF Q4_1, asymmetric)
     int4-sym  q in -8..7 (stored + 8) packed the same way, scale [out, in/32]:
-              w = q * scale                                          (GGUF Q4_0, symmetric)
+              w = q * scale                                   (symmetric, like GGUF Q4_0)
 
 Scales and minimums are float32 (GGUF stores float16: 5.0 bits per weight for Q4_1 where
 ours is 6.0; numba has no float16 on the CPU). Every format rounds to the nearest code, so
@@ -50,13 +50,13 @@ class Format:
 
 
 FORMATS = {f.name: f for f in (
-    Format("fp32", "float32", "4 bytes per weight (the file's 4-bit values, expanded)"),
+    Format("fp32", "float32", "4 bytes per weight"),
     Format("int8", "int8, a scale per output channel", "1 byte + a float32 scale per output channel"),
     Format("int8-g32", "int8, a scale per 32 weights", "1 byte + a float32 scale per 32 weights"),
     Format("int4", "int4, scale and minimum per 32 weights", "half a byte + a float32 scale and "
            "minimum per 32 weights (GGUF Q4_1)"),
     Format("int4-sym", "int4 symmetric, a scale per 32 weights", "half a byte + a float32 scale per "
-           "32 weights (GGUF Q4_0)"),
+           "32 weights (symmetric, like GGUF Q4_0)"),
 )}
 KINDS = ("fp32", "int8", "int8-g32", "int4")    # what the app offers; int4-sym is for the bench and docs
 LABELS = {name: f.label for name, f in FORMATS.items()}
@@ -176,8 +176,8 @@ class QuantizedMatrix:
     def from_float(cls, w, kind):
         """w [in, out] float32 -> its quantized rows [out, in]"""
         w = np.asarray(w, np.float32)
-        parts = QUANTIZE[kind](np.ascontiguousarray(w.T))
-        return cls(kind, *parts, *([None] if len(parts) == 2 else []), w.shape)
+        codes, scale, *minimum = QUANTIZE[kind](np.ascontiguousarray(w.T))   # int4 also returns a minimum
+        return cls(kind, codes, scale, minimum[0] if minimum else None, w.shape)
 
     def arrays(self):
         """The stored arrays, in the order the kernel takes them."""
