@@ -420,6 +420,10 @@ def run(quick=False, threads=0):
     log("quantization: fused kernels (llmviz/kernels.py)")
     out["quantization"] = quantization_table(model, text_ids, 256 if quick else 2048, 128 if quick else 512,
                                              16 if quick else 64, 1 if quick else 3, bw["gb_s"])
+    speedup = {r["format"]: r["speedup_vs_fp32"] for r in out["quantization"]["formats"]}
+    log(f"  issue 10's targets in this run: int8 {speedup['int8']}x fp32 (>= 2x, goal 3x), int4 {speedup['int4']}x "
+        f"(>= 2x, goal 4x), fp32 decode at {100 * d['fraction_of_bound']:.0f}% of the bandwidth bound (median "
+        f"step, >= 70%), {100 * d['fraction_of_bound_sustained']:.0f}% sustained")
     out["quantization"]["compile"] = c = kernel_compile_times()
     log(f"  a fresh process readies the {len(c['kernels'])} kernels in {c['first_compile_s']} s with an empty "
         f"numba cache (first start on a machine), {c['cached_load_s']} s from the cache (every later start)")
