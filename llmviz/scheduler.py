@@ -14,8 +14,11 @@ are different model objects and are batched separately.
     scheduler = Scheduler(max_batch=16)
     for step in scheduler.submit(Generation(model, "Hello", max_new_tokens=20)):
         ...   # closing the iterator (or calling .cancel()) stops the generation
+    scheduler.shutdown()                  # ends the thread; streams still open end too
 
-A Generation submitted here must not be iterated elsewhere at the same time.
+A Generation submitted here must not be iterated elsewhere at the same time. The web app
+puts a bounded FIFO line in front of this (llmviz/web/admission.py), so it never submits
+more than max_batch generations at once and nobody waits here for a place in the batch.
 """
 import queue
 import threading
@@ -23,6 +26,14 @@ import threading
 from .batching import batchable, step_together
 
 _DONE = object()
+
+
+def stop_generation(gen, reason=None):
+    """The one place the server ends a Generation from outside (cancelled, failed, out of time):
+    it computes no further step, and `reason` (if any) is what `timings.stopped` says."""
+    gen.done = True
+    if reason:
+        gen.trace.timings["stopped"] = reason
 
 
 class StepStream:
@@ -59,6 +70,10 @@ class StepStream:
 
 
 class Scheduler:
+    """One thread that computes the forward passes of every submitted Generation, batching the
+    decode steps of up to `max_batch` of them into one forward pass per model; see the module
+    docstring. `submit()` returns a StepStream; `shutdown()` ends the thread."""
+
     def __init__(self, max_batch=16):
         self.max_batch = int(max_batch)
         self._lock = threading.Condition()
@@ -81,10 +96,16 @@ class Scheduler:
         return stream
 
     def shutdown(self):
+        """End the thread (idempotent): streams still open end, later submits raise."""
         with self._lock:
             self._stopped = True
             self._lock.notify()
         self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        """True until shutdown() has ended the thread."""
+        return self._thread.is_alive()
 
     @property
     def active(self) -> int:
@@ -99,7 +120,7 @@ class Scheduler:
         """-> the streams to step now (called with the lock held)."""
         for s in self._waiting + self._running:
             if s.cancelled.is_set():
-                s.gen.done = True          # a later next() on the Generation stops too
+                stop_generation(s.gen)     # a later next() on the Generation stops too
             if s.gen.done:
                 s.queue.put(_DONE)
         self._running = [s for s in self._running if not (s.cancelled.is_set() or s.gen.done)]
@@ -123,7 +144,7 @@ class Scheduler:
                 self._step(streams)
             except Exception as exc:  # noqa: BLE001 - a bug here must not leave clients waiting forever
                 for s in streams:
-                    s.gen.done = True
+                    stop_generation(s.gen)
                     s.queue.put(exc)
 
     def _step(self, streams):
@@ -146,7 +167,7 @@ class Scheduler:
             steps = compute()
         except Exception as exc:   # noqa: BLE001 - reported to the request that caused it
             for s in streams:
-                s.gen.done = True
+                stop_generation(s.gen)
                 s.queue.put(exc)
             return
         for s, step in zip(streams, steps):
