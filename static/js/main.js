@@ -184,6 +184,7 @@ async function generate(overrides = {}, view = null) {
   const run = { id: null, header: null, steps: [], done: false, stats: {}, ttft: null };
   try {
     await api.streamRun(body, {
+      queued: (d) => status(`waiting: ${d.position} ahead of you`),
       run: (h) => {
         run.id = h.id;
         run.header = h;
