@@ -27,6 +27,7 @@ import io
 import json
 import threading
 import time
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
@@ -124,7 +125,12 @@ def pack_step(step: Step) -> bytes:
     fields = {f.name: split_arrays(getattr(step, f.name), arrays) for f in dataclasses.fields(step)}
     arrays["step"] = np.frombuffer(json.dumps(fields).encode(), np.uint8)
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    # what np.savez_compressed writes, at deflate level 1: float16 activations barely compress
+    # at any level (measured: 1% smaller at 6), so the fastest level saves CPU for the model
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, a in arrays.items():
+            with zf.open(name + ".npy", "w") as f:
+                np.lib.format.write_array(f, a, allow_pickle=False)
     return buf.getvalue()
 
 
