@@ -409,11 +409,14 @@ def main(argv=None):
     print(f"llmviz load test against {args.url}: {topology(host, port, args.master)}")
     base_rate = None
     if args.baseline:
+        cpu_before = cpu_seconds(args.master) if args.master else None
         one, _, _, _ = wave(argparse.Namespace(**{**vars(args), "readbacks": 0}), host, port, 1)
         wall1 = (one.last_done or time.monotonic()) - one.started
         base_rate = one.tokens / wall1 if wall1 else float("nan")
+        per_cpu = (f"; {one.tokens / (cpu_seconds(args.master) - cpu_before):.1f} tokens per CPU-second"
+                   if args.master else "")
         print(f"  baseline, 1 client alone x {args.tokens} tokens ({mode}): {one.tokens} tokens in {wall1:.2f} s "
-              f"= {base_rate:.1f} tokens/s")
+              f"= {base_rate:.1f} tokens/s{per_cpu}")
     cpu0 = cpu_seconds(args.master) if args.master else None
     r, wall, unfinished, kill = wave(args, host, port, args.clients, args.kill_worker)
 
