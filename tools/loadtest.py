@@ -120,6 +120,7 @@ def request(host, port, method, path, body=None, timeout=600.0):
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        conn.client_port = conn.sock.getsockname()[1]     # (a response that closes the connection drops .sock)
         response = conn.getresponse()
         return response, conn
     except BaseException:
@@ -175,7 +176,7 @@ def client(i, args, host, port, budget, results, kill):
                 status = response.status
                 if status == 200 and args.stream:
                     with results.lock:
-                        results.live[i] = conn.sock.getsockname()[1]
+                        results.live[i] = conn.client_port
                     tokens, run_id, first = read_stream(i, response, t0, results)
                 else:
                     payload = json.loads(response.read() or b"null")
@@ -216,7 +217,7 @@ def read_back(host, port, run_id, args, results):
         for path in (f"/api/runs/{run_id}", f"/api/runs/{run_id}/steps/0/attention/0?head=0"):
             try:
                 response, conn = request(host, port, "GET", path, timeout=60)
-                worker = serving_worker(args.master, port, conn.sock.getsockname()[1]) if args.master else "?"
+                worker = serving_worker(args.master, port, conn.client_port) if args.master else "?"
                 status, body = response.status, response.read()
                 conn.close()
             except Exception as e:

@@ -12,7 +12,6 @@ gets a `queued` event with its place at once and whenever it moves up; only a fu
 answers 429. docs/api.md documents every field.
 """
 import json
-import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -132,20 +131,18 @@ def sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def line_events(ticket, seconds):
+def line_events(ticket):
     """While the ticket waits: `queued` with the number of requests ahead, at once and whenever it
     changes, and an SSE comment every HEARTBEAT_S (a write to a client that left fails, which
-    ends this generator and so leaves the line). Returns when admitted or after `seconds`."""
-    deadline = time.monotonic() + seconds
+    ends this generator and so leaves the line). Returns when admitted. A stream waits as long
+    as the line moves: its client sees its place and may leave, and every run ahead of it is
+    bounded by the run time limit."""
     ahead = ticket.ahead
     while ahead is not None:
         yield sse("queued", {"position": ahead})
         last = ahead
         while ahead == last:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            ahead = ticket.wait(last, min(HEARTBEAT_S, left))
+            ahead = ticket.wait(last, HEARTBEAT_S)
             if ahead == last:
                 yield ": waiting\n\n"
 
@@ -161,10 +158,7 @@ def stream():
     def events():
         steps, added = None, False
         try:
-            yield from line_events(ticket, seconds)
-            if not ticket.admitted:
-                yield sse("error", error_body(503, wait_too_long(seconds)))
-                return
+            yield from line_events(ticket)
             store.add(run)
             added = True
             steps = computed_steps(run.gen, scheduler, seconds)

@@ -183,13 +183,17 @@ def array_placeholders(value) -> list:
 
 # -- the store ---------------------------------------------------------------------------------
 
+def reason(error) -> str:
+    return str(error).rstrip(".") or type(error).__name__
+
+
 def redis_errors(method):
     """Turn any Redis failure (refused, timed out, out of memory, read-only) into StoreUnavailable."""
     def wrapped(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
         except redis.RedisError as e:
-            raise StoreUnavailable(f"the run store (Redis at {self.where}) is unavailable: {e}") from None
+            raise StoreUnavailable(f"the run store (Redis at {self.where}) is unavailable: {reason(e)}") from None
     wrapped.__name__, wrapped.__doc__ = method.__name__, method.__doc__
     return wrapped
 
@@ -355,7 +359,7 @@ class RedisRunStore:
             self.client.ping()
             return None
         except redis.RedisError as e:
-            return f"the run store (Redis at {self.where}) is unreachable: {e}"
+            return f"the run store (Redis at {self.where}) is unreachable: {reason(e)}"
 
     def describe(self) -> str:
         return f"Redis at {self.where}, runs kept {self.ttl} s after their last use"
