@@ -460,6 +460,8 @@ def main(argv=None):
         r.problems.append("--kill-worker: no stream was open to kill its worker")
     if args.master:
         cpu = cpu_seconds(args.master) - cpu0
+        if kill.pid:
+            print("  (the killed worker's CPU time is gone with it: not counted below)")
         print(f"  server CPU time: {cpu:.1f} s ({cpu / wall:.2f} cores busy on average; "
               f"{r.tokens / cpu if cpu else float('nan'):.1f} tokens per CPU-second: "
               "less sensitive than tokens/s to other load on the machine)")
