@@ -190,3 +190,12 @@ def test_a_run_whose_worker_died_says_so(pair, redis_server):
     assert seen["status"] == "error"
     assert seen["error"] == ("the server process computing this run stopped before it finished "
                              "(it was restarted or killed); generate it again")
+
+
+def test_a_batch_is_stored_for_every_worker(pair):
+    here, there = pair
+    body = here.test_client().post("/api/batch", json={"prompts": [PROMPT, "Once upon a time"],
+                                                       "max_new_tokens": 3}).get_json()
+    for run in body["runs"]:
+        assert there.test_client().get(f"/api/runs/{run['id']}").get_json() == run
+        assert there.test_client().get(f"/api/runs/{run['id']}/steps/2/logit-lens").status_code == 200
