@@ -106,13 +106,14 @@ def generate():
     run = new_run(settings)
     ticket = enter_line()
     store, seconds = ext()["runs"], current_app.config["LLMVIZ_RUN_SECONDS"]
-    added = False
+    steps, added = None, False
     try:
         if not ticket.wait_admitted(seconds):
             raise ApiError(503, wait_too_long(seconds))
         store.add(run)
         added = True
-        for step in computed_steps(run.gen, ext()["scheduler"], seconds):
+        steps = computed_steps(run.gen, ext()["scheduler"], seconds)
+        for step in steps:
             run.add_step(step)
             store.step_added(run, step)
         run.finish()
@@ -123,6 +124,7 @@ def generate():
             record_end(store, run, current_app.logger)
         raise
     finally:
+        getattr(steps, "close", lambda: None)()  # an error midway: stop computing
         ticket.leave()
     return jsonify(run.to_json())
 
