@@ -12,7 +12,7 @@ A request therefore joins the running batch at the next step and leaves when it 
 are different model objects and are batched separately.
 
     scheduler = Scheduler(max_batch=16)
-    for step in scheduler.submit(Generation(model, "Hello", max_new_tokens=20)):
+    for step in scheduler.submit(Generation(model, GenerationRequest(prompt="Hello", max_new_tokens=20))):
         ...   # closing the iterator (or calling .cancel()) stops the generation
     scheduler.shutdown()                  # ends the thread; streams still open end too
 
@@ -26,14 +26,6 @@ import threading
 from .batching import batchable, step_together
 
 _DONE = object()
-
-
-def stop_generation(gen, reason=None):
-    """The one place the server ends a Generation from outside (cancelled, failed, out of time):
-    it computes no further step, and `reason` (if any) is what `timings.stopped` says."""
-    gen.done = True
-    if reason:
-        gen.trace.timings["stopped"] = reason
 
 
 class StepStream:
@@ -70,9 +62,9 @@ class StepStream:
 
 
 class Scheduler:
-    """One thread that computes the forward passes of every submitted Generation, batching the
-    decode steps of up to `max_batch` of them into one forward pass per model; see the module
-    docstring. `submit()` returns a StepStream; `shutdown()` ends the thread."""
+    """Runs the steps of every submitted Generation on one background thread, batching the
+    decode steps of runs on the same model object (continuous batching, see the module
+    docstring). submit() returns a StepStream; shutdown() stops the thread and ends every stream."""
 
     def __init__(self, max_batch=16):
         self.max_batch = int(max_batch)
@@ -120,7 +112,7 @@ class Scheduler:
         """-> the streams to step now (called with the lock held)."""
         for s in self._waiting + self._running:
             if s.cancelled.is_set():
-                stop_generation(s.gen)     # a later next() on the Generation stops too
+                s.gen.stop("cancelled")    # a later next() on the Generation stops too
             if s.gen.done:
                 s.queue.put(_DONE)
         self._running = [s for s in self._running if not (s.cancelled.is_set() or s.gen.done)]
@@ -144,7 +136,7 @@ class Scheduler:
                 self._step(streams)
             except Exception as exc:  # noqa: BLE001 - a bug here must not leave clients waiting forever
                 for s in streams:
-                    stop_generation(s.gen)
+                    s.gen.stop(f"error: {exc}")
                     s.queue.put(exc)
 
     def _step(self, streams):
@@ -167,7 +159,7 @@ class Scheduler:
             steps = compute()
         except Exception as exc:   # noqa: BLE001 - reported to the request that caused it
             for s in streams:
-                stop_generation(s.gen)
+                s.gen.stop(f"error: {exc}")
                 s.queue.put(exc)
             return
         for s, step in zip(streams, steps):

@@ -106,8 +106,8 @@ def test_every_run_is_readable_three_times_through_any_worker(server):
         for _ in range(4):                             # new connections: gunicorn picks any worker
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             c.request("GET", f"/api/runs/{run['id']}")
+            response = c.getresponse()                 # (accepted by a worker by now, still open)
             answered_by.add(loadtest.serving_worker(master, port, c.sock.getsockname()[1]))
-            response = c.getresponse()
             assert response.status == 200 and json.loads(response.read()) == run
             c.close()
     assert answered_by <= set(loadtest.children(master)) and None not in answered_by

@@ -34,14 +34,14 @@ def ext():
     return current_app.extensions["llmviz"]
 
 
-def computed_steps(gen, scheduler, seconds):
-    """The steps of one generation, as they are computed, for at most `seconds`.
+def computed_steps(gen, scheduler):
+    """The steps of one generation, as they are computed, within its time limit.
 
     With the app's continuous-batching scheduler (the default) concurrent runs share
     decode steps; without it each run is computed in its request's own thread.
     """
     steps = scheduler.submit(gen) if scheduler is not None else iter(gen)
-    return time_limited(steps, gen, seconds)
+    return time_limited(steps, gen, gen.request.time_limit_s)
 
 
 def json_body():
@@ -57,11 +57,12 @@ def new_run(settings) -> Run:
     text = model.tokenizer.apply_chat_template(settings["prompt"]) if settings["chat"] else settings["prompt"]
     kwargs = {"max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"],
               "top_k": settings["top_k"], "top_p": settings["top_p"], "seed": settings["seed"],
-              "trace": True, "kv_cache": settings["kv_cache"], "forced_ids": settings["forced_ids"]}
+              "trace": True, "kv_cache": settings["kv_cache"], "forced_ids": settings["forced_ids"],
+              "time_limit_s": current_app.config["LLMVIZ_RUN_SECONDS"]}
     if settings["speculative"]:
         kwargs.update(speculative=settings["speculative"], num_draft_tokens=settings["num_draft_tokens"])
     try:
-        gen = llmviz.Generation(model, text, **kwargs)
+        gen = llmviz.Generation(model, llmviz.GenerationRequest(prompt=text, **kwargs))
     except ValueError as e:                      # empty after tokenizing, or longer than the context
         raise ApiError(400, str(e), "prompt") from None
     return Run(gen.trace, {**settings, "prompt_text": text, "seed": gen.seed}, model, gen)
@@ -112,7 +113,7 @@ def generate():
             raise ApiError(503, wait_too_long(seconds))
         store.add(run)
         added = True
-        steps = computed_steps(run.gen, ext()["scheduler"], seconds)
+        steps = computed_steps(run.gen, ext()["scheduler"])
         for step in steps:
             run.add_step(step)
             store.step_added(run, step)
@@ -155,7 +156,6 @@ def stream():
     run = new_run(settings)                      # a bad request is a 400 before anything is sent
     ticket = enter_line()
     store, log, scheduler = ext()["runs"], current_app.logger, ext()["scheduler"]
-    seconds = current_app.config["LLMVIZ_RUN_SECONDS"]
 
     def events():
         steps, added = None, False
@@ -163,7 +163,7 @@ def stream():
             yield from line_events(ticket)
             store.add(run)
             added = True
-            steps = computed_steps(run.gen, scheduler, seconds)
+            steps = computed_steps(run.gen, scheduler)
             yield sse("run", run.header())
             for step in steps:
                 summary = run.add_step(step)

@@ -10,8 +10,6 @@
 """
 import time
 
-from llmviz.scheduler import stop_generation
-
 DEFAULTS = {
     "LLMVIZ_RUN_SECONDS": 120,          # wall time one run may compute (and, before that, wait in line)
     "LLMVIZ_RETRY_AFTER": 5,            # seconds a busy answer (429/503) asks the client to wait
@@ -31,8 +29,8 @@ def time_limited(steps, gen, seconds):
         for step in steps:
             yield step
             if deadline is not None and time.monotonic() > deadline and not gen.done:
-                stop_generation(gen, f"the server's time limit of {seconds} s per run was reached "
-                                     f"after {len(gen.new_ids)} tokens")   # result() computes no more either
+                gen.stop(f"the server's time limit of {seconds} s per run was reached "   # result() stops too
+                         f"after {len(gen.new_ids)} tokens")
                 return
     finally:
         getattr(steps, "close", lambda: None)()   # a scheduler stream: cancel the generation
