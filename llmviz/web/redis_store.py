@@ -14,8 +14,8 @@ whichever process gets the request. Keys, all under a prefix (default "llmviz:")
     sizes, bytes          bytes stored per run and in total: the byte budget
     evicted               sorted set of ids dropped for the budget, so a 404 can say why
 
-Every run key has a TTL (`LLMVIZ_RUN_TTL`), renewed on each use. Adding a step runs a Lua
-script (atomic on the server) that drops runs unused for longer than the TTL and, while the
+Every run key has a TTL (`LLMVIZ_RUN_TTL`), renewed on each use. As a run starts and as it
+ends a Lua script (atomic on the server) drops runs unused for longer than the TTL and, while the
 total is over `LLMVIZ_MAX_STORED_BYTES` or the count over `LLMVIZ_MAX_RUNS`, the least
 recently used run. A Run read back is a real Run whose trace is a real Trace of real Steps
 (arrays back in float32), so every detail endpoint works on it unchanged; each process keeps
@@ -36,8 +36,6 @@ from redis.retry import Retry
 from llmviz.trace import Step, Trace
 
 from .runs import Run, StoreUnavailable
-
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 # KEYS: runs, sizes, bytes, evicted.  ARGV: prefix, now, ttl, max_bytes, max_runs.
 # Drop what is past its TTL, then the least recently used while over budget (never the last one).
@@ -88,7 +86,8 @@ return 1
 # float16 when every value fits (attention probabilities, activations, logits: 3 significant
 # digits are plenty for a picture); an array that is mostly zeros (the sampling distribution
 # after top-k/top-p) as positions + values. Deflate on top was measured and left out: 11% smaller
-# for 5x the CPU (3 -> 17 ms per step, done for every step of every run). No pickle: reading runs no code.
+# for ~15 ms more CPU per step than the 1.7 ms packing takes (done for every step of every run).
+# No pickle: reading runs no code.
 
 MAGIC = b"LLMVIZ-STEP-1\n"
 
@@ -117,23 +116,35 @@ def join_arrays(value, arrays):
     return value
 
 
-def fits_float16(arrays) -> bool:
+def float_bytes(arrays) -> list:
+    """The floating arrays' values as float16 (float32 if any finite value would overflow float16),
+    one cast for all of them: a decode step has ~180 small arrays. -> a flat array per input array
+    (None for non-floating ones)."""
     floats = [a.ravel() for a in arrays if a.dtype.kind == "f"]
     if not floats:
-        return True
-    flat = np.abs(np.concatenate(floats))
-    return bool(np.all(flat[np.isfinite(flat)] <= FLOAT16_MAX))
+        return [None] * len(arrays)
+    flat32 = np.concatenate(floats).astype(np.float32, copy=False)
+    flat = flat32.astype(np.float16)
+    if not np.array_equal(np.isfinite(flat), np.isfinite(flat32)):
+        flat = flat32
+    out, offset = [], 0
+    for a in arrays:
+        if a.dtype.kind == "f":
+            out.append(flat[offset:offset + a.size])
+            offset += a.size
+        else:
+            out.append(None)
+    return out
 
 
 def pack_step(step: Step) -> bytes:
     """Every field of the Step dataclass -> bytes (see above)."""
     arrays = []
     fields = {f.name: split_arrays(getattr(step, f.name), arrays) for f in dataclasses.fields(step)}
-    small = fits_float16(arrays)
     parts, layout, offset = [], [], 0
-    for a in arrays:
-        stored = np.ascontiguousarray(a, np.float16 if small and a.dtype.kind == "f" else a.dtype).ravel()
-        nonzero = np.flatnonzero(stored) if stored.size >= 64 else None
+    for a, small in zip(arrays, float_bytes(arrays)):
+        stored = small if small is not None else np.ascontiguousarray(a).ravel()
+        nonzero = np.flatnonzero(stored) if stored.size >= 4096 else None
         if nonzero is not None and 3 * nonzero.size < stored.size:      # mostly zeros: positions + values
             pieces = [nonzero.astype("<u4").tobytes(), stored[nonzero].tobytes()]
             layout.append([stored.dtype.str, offset, int(nonzero.size)])
@@ -259,7 +270,6 @@ class RedisRunStore:
         runs, sizes, total, _ = self.index_keys()
         self.append(keys=[runs, sizes, total, summaries, steps, alive, base],
                     args=[run.id, time.time(), self.ttl, self.lease, summary, pack_step(step)])
-        self.trim_now()
 
     @redis_errors
     def finished(self, run):
@@ -272,8 +282,11 @@ class RedisRunStore:
         with self.client.pipeline() as p:
             p.set(base, self.meta(run), ex=self.ttl).delete(alive)
             p.execute()
+        self.trim_now()
 
     def trim_now(self):
+        """Apply the TTL and the budget (as a run starts and as it ends: the budget may be exceeded
+        meanwhile by the runs in progress)."""
         self.trim(keys=self.index_keys(), args=[self.prefix, time.time(), self.ttl, self.max_bytes, self.max_runs])
 
     @redis_errors
