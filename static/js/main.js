@@ -268,7 +268,7 @@ function continueFrom(stepIndex, tokenId) {
 function init() {
   pipeline.build($(SEL.pipeline), (stage) => { set({ stage }); renderStage(); renderNav(); });
   optimizations.applyFeatures(boot.features);
-  optimizations.renderExplain($(SEL.optExplain));
+  optimizations.renderExplain($(SEL.optExplain), boot);
   for (const cell of document.querySelectorAll(`${SEL.archTable} [data-arch]`)) cell.classList.toggle('current', cell.dataset.arch === boot.model.arch);
   $(SEL.archNote).textContent = `This server runs ${boot.model.name} (${boot.model.arch} family). GPT-2 runs when its files are given with app.py --model.`;
   api.getModel().then((card) => modelCard.render($(SEL.modelCard), card)).catch(() => {});

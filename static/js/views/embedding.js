@@ -19,6 +19,10 @@ export function render(container, ctx, { data, first }) {
   container.append(
     el('h3', { text: `Token vectors (${data.vectors[0].length} numbers each)` }), strips,
     el('p', { class: 'caption', text: `One row per token fed in this step; colour is the value of each dimension. Vector lengths: ${data.norms.map((n) => n.toFixed(2)).join(', ')}.` }),
+    el('p', { class: 'caption', text: `Each row is the token id's row of the ${ctx.model.vocab_size.toLocaleString()} × ${data.vectors[0].length} embedding table: a lookup, no arithmetic. ` +
+      (ctx.model.tied_embeddings
+        ? 'The same table, transposed, is the unembedding that turns the last vector into logits (Prediction).'
+        : 'This model has a separate unembedding matrix for the logits (Prediction).') }),
   );
   draw(strips, [{ type: 'heatmap', z: data.vectors, y: rows, colorscale: SIGNED, colorbar: { thickness: 10 } }],
     { height: 140 + 24 * rows.length, yaxis: { tickvals: rows, ticktext: labels, autorange: 'reversed' }, xaxis: { title: { text: 'dimension' } } });
@@ -38,9 +42,14 @@ export function render(container, ctx, { data, first }) {
 
   if (first.pca) {
     const pts = first.pca.points;
+    const n = pts.length;
     const ex = first.pca.explained.map((e) => `${(100 * e).toFixed(0)}%`);
-    container.append(el('h3', { text: 'The prompt\'s token vectors, projected to 2-D (PCA)' }), pca,
-      el('p', { class: 'caption', text: `The two directions along which these vectors differ most (they explain ${ex[0]} and ${ex[1]} of the spread). ${data.pca ? '' : 'Shown for the prompt (step 0): a decode step has only one token.'}` }));
+    const spread = n <= 3
+      ? `With only ${n} vectors, two directions always hold all of their spread (${n} points span at most ${n - 1} direction${n === 2 ? '' : 's'}), so this picture keeps every distance between them.`
+      : `These two directions hold ${ex[0]} and ${ex[1]} of the spread; the rest is lost in the picture.`;
+    const whose = data.pca ? 'This step\'s' : 'The prompt\'s';
+    container.append(el('h3', { text: `${whose} token vectors, projected to 2-D (PCA)` }), pca,
+      el('p', { class: 'caption', text: `The two directions along which these vectors differ most. ${spread} ${data.pca ? '' : 'Shown for the prompt (step 0): this step fed only one token.'}` }));
     draw(pca, [{ type: 'scatter', mode: 'markers+text', x: pts.map((p) => p[0]), y: pts.map((p) => p[1]),
       text: first.tokens.map((t) => visible(t.text)), textposition: 'top center', marker: { size: 9, color: '#0072B2' } }],
     { height: 320, xaxis: { title: { text: 'PC 1' }, zeroline: false }, yaxis: { title: { text: 'PC 2' }, zeroline: false } });

@@ -3,16 +3,20 @@
 import { CATEGORY_COLORS } from '../constants.js';
 import { el, pct, visible } from '../dom.js';
 import { draw, plotDiv } from '../plot.js';
+import { draftsOf } from './drafts.js';
 
 export function render(container, ctx) {
   const s = ctx.step.sampling;
   const cands = s.candidates;
   const labels = cands.map((c) => `${visible(c.text)} (${c.id})`);
   const bars = plotDiv('plot small');
+  const spec = ctx.step.speculative;
+  const rejected = spec && spec.final_kind === 'resample' ? spec.draft[spec.accepted] : null;
   const series = [{ name: 'model (softmax of logits)', key: 'p_model', color: CATEGORY_COLORS[0] }];
   if (!s.greedy && s.temperature !== 1) series.push({ name: `after temperature ${s.temperature}`, key: 'p_temperature', color: CATEGORY_COLORS[1] });
-  series.push({ name: s.greedy ? 'greedy: all on the top token' : 'after top-k / top-p (renormalized)', key: 'p_final', color: CATEGORY_COLORS[2] });
+  series.push({ name: finalName(s, rejected), key: 'p_final', color: CATEGORY_COLORS[2] });
   container.append(el('p', { class: 'caption', text: settingsText(s) }), bars);
+  if (rejected) container.append(residualText(s, spec, rejected));
   draw(bars, series.map((se) => ({ type: 'bar', name: se.name, x: labels, y: cands.map((c) => c[se.key]), marker: { color: se.color } })),
     { barmode: 'group', showlegend: true, legend: { orientation: 'h', y: 1.15 }, height: 320,
       xaxis: { type: 'category', tickangle: -30 }, yaxis: { range: [0, 1], title: { text: 'probability' } } });
@@ -42,7 +46,25 @@ export function render(container, ctx) {
     }, `${visible(c.text)}  ${pct(c.p_model)}`));
   }
   container.append(el('h3', { text: 'Try another path: continue from a different token' }), buttons);
-  if (ctx.step.speculative) container.append(speculative(ctx.step.speculative));
+  if (ctx.step.speculative) container.append(speculative(ctx.step));
+}
+
+// The distribution the token was drawn from: the filtered model distribution, or after a
+// rejected draft the residual norm(max(0, p − q)) (llmviz/speculative.py verify()).
+function finalName(s, rejected) {
+  if (rejected) return `residual norm(max(0, p − q)) after rejecting ${visible(rejected.text)}`;
+  return s.greedy ? 'greedy: all on the top token' : 'after top-k / top-p (renormalized)';
+}
+
+function residualText(s, spec, rejected) {
+  const d = spec.decisions[spec.accepted];
+  let test = `p/q = ${(d.p / d.q).toFixed(3)}, u = ${d.u === null || d.u === undefined ? '—' : d.u.toFixed(3)} ≥ p/q`;
+  if (s.greedy) test = 'greedy decoding puts p = 1 on the model\'s top token, and this is not it: p = 0';
+  else if (d.p === 0) test = 'the model gives it p = 0 after temperature, top-k and top-p';
+  return el('p', { class: 'caption' }, `The draft token ${visible(rejected.text)} was rejected (${test}). `,
+    'A draft token is accepted with probability min(1, p/q), p being the model\'s probability for it and q the draft\'s. ',
+    'After a rejection the token is drawn from the residual norm(max(0, p − q)): the part of the model\'s distribution the draft did not already cover, renormalized. ',
+    'Together the two rules emit tokens with exactly the model\'s own probabilities. The bars labelled residual show that distribution; the rejected token has none.');
 }
 
 function settingsText(s) {
@@ -53,14 +75,22 @@ function settingsText(s) {
   return `Sampling with ${parts.join(', ')}.`;
 }
 
-function speculative(spec) {
+function speculative(step) {
+  const spec = step.speculative;
+  const all = draftsOf(step);
+  const source = spec.source.replace('-', ' ');
   const box = el('div', { class: 'honest' }, el('strong', { text: 'Speculative decoding in this step: ' }));
-  box.append(`the ${spec.source} draft proposed ${spec.draft.length} token(s): `);
-  for (const d of spec.draft) {
-    box.append(el('span', { class: d.accepted ? 'draft-ok' : 'draft-bad', title: d.accepted ? 'accepted by the model' : 'rejected by the model', text: ` ${visible(d.text)} ` }));
+  if (!all.length) {
+    box.append(`the ${source} draft proposed nothing this time (nothing to copy here), so the model ran one position as usual and chose `,
+      el('strong', { text: visible(spec.final.text) }), '.');
+    return box;
   }
-  if (!spec.draft.length) box.append('(none: nothing to copy here) ');
+  box.append(`the ${source} draft proposed ${all.length} token${all.length === 1 ? '' : 's'}: `);
+  for (const d of all) {
+    box.append(el('span', { class: d.status === 'accepted' ? 'draft-ok' : 'draft-bad', title: d.status, text: ` ${visible(d.text)} ` }),
+      `(${d.status}) `);
+  }
   box.append(`; ${spec.accepted} accepted, then the model itself chose `, el('strong', { text: visible(spec.final.text) }),
-    spec.final_kind === 'resample' ? ' in place of the first rejected draft.' : ' (the bonus token after the accepted drafts).');
+    spec.final_kind === 'resample' ? ' in place of the first rejected draft.' : ' (the bonus token after the accepted drafts, drawn from the model\'s distribution at that position).');
   return box;
 }

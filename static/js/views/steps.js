@@ -1,5 +1,6 @@
 // The growing "Generation Steps" list and the text-so-far chips (one per generated token).
 import { el, fmtMs, pct, tokenChip, visible } from '../dom.js';
+import { draftsOf } from './drafts.js';
 
 export function renderOutput(container, run, current, onPick) {
   container.replaceChildren(...run.header.prompt_tokens.map((t) => tokenChip(t, { showId: false, cls: 'prompt' })));
@@ -21,17 +22,20 @@ export function appendStep(list, run, i, onPick) {
   const item = el('li', { dataset: { step: i }, onclick: () => onPick(i), 'data-testid': 'step-item' },
     el('span', { class: 'kind', text: `${i}. ${s.kind}` }),
     el('span', { class: 'tok', text: s.emitted.map((t) => visible(t.text)).join(' ') }),
-    el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '' }),
-    s.speculative ? drafts(s.speculative) : null,
+    el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '',
+      title: 'the model\'s probability for this token: the softmax of its logits at temperature 1, before top-k and top-p' }),
+    s.speculative ? drafts(s) : null,
     el('span', { class: 'ms', text: fmtMs(s.timings_ms.total) }));
   list.append(item);
 }
 
 // Speculative step: how many of the draft tokens the model accepted, e.g. "drafts 2/4".
-function drafts(spec) {
-  if (!spec.draft.length) return el('span', { class: 'kind', text: 'no draft' });
-  return el('span', { class: spec.accepted ? 'draft-ok' : 'draft-bad', title: spec.draft.map((d) => `${visible(d.text)} ${d.accepted ? 'accepted' : 'rejected'}`).join(', '),
-    text: `drafts ${spec.accepted}/${spec.draft.length}` });
+function drafts(step) {
+  const spec = step.speculative;
+  const all = draftsOf(step);
+  if (!all.length) return el('span', { class: 'kind', text: 'no draft' });
+  return el('span', { class: spec.accepted ? 'draft-ok' : 'draft-bad', title: all.map((d) => `${visible(d.text)} ${d.status}`).join(', '),
+    text: `drafts ${spec.accepted}/${all.length}` });
 }
 
 export function renderSteps(list, run, onPick) {

@@ -96,5 +96,6 @@ export function render(container, run, history, ttftMs) {
   draw(stages, STAGE_PARTS.map((k) => ({ type: 'bar', name: k, y: names, x: runs.map((r) => measure(r).stage[k]), orientation: 'h', marker: { color: STAGE_COLORS[k] } })),
     { title: { text: 'Where the time went (ms, whole run)' }, barmode: 'stack', showlegend: true, legend: { orientation: 'h', y: -0.3 },
       height: 340, margin: { l: 90, r: 20, t: 40, b: 60 }, yaxis: { type: 'category', automargin: true, autorange: 'reversed' } });
-  container.append(el('p', { class: 'caption', text: 'Measured on this computer\'s CPU with NumPy; the machine may be shared, so single numbers can be noisy; compare the shapes of the lines. Runs you made earlier stay on the charts so you can compare settings (up to 6).' }));
+  container.append(el('p', { class: 'caption', text: 'What each bar counts: embed, the table lookup (and rotary angles); attention, the whole attention half of every block: its norm, the Q/K/V projections, the scores, softmax and weighted sum, and the output projection W_O; feedforward, the norm and the feed-forward matrices; prediction, the final norm and the unembedding; sampling, filtering the distribution and the draw (on speculative steps also checking the drafts); draft, proposing draft tokens.' }),
+    el('p', { class: 'caption', text: 'Measured on this computer\'s CPU with NumPy; the machine may be shared, so single numbers can be noisy; compare the shapes of the lines. Runs you made earlier stay on the charts so you can compare settings (up to 6).' }));
 }
