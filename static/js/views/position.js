@@ -3,13 +3,14 @@
 // the row after the accepted drafts). The engine reports it as focus_position.
 import { visible } from '../dom.js';
 
-export function focusPosition(step) {
-  return step.focus_position ?? step.positions[1] - 1;
+export function focusPosition(step, reported = undefined) {
+  return reported ?? step.focus_position ?? step.positions[1] - 1;
 }
 
-// "position 7 (after ␣fox)": the position and the token read there.
-export function focusLabel(step) {
-  const p = focusPosition(step);
+// "position 7 (after ␣fox)": the position and the token read there. `reported`: the position a
+// detail endpoint says it describes, when it says so.
+export function focusLabel(step, reported = undefined) {
+  const p = focusPosition(step, reported);
   const tok = step.input_tokens[p - step.positions[0]];
   return `position ${p} (after ${visible(tok.text)})`;
 }
