@@ -284,3 +284,16 @@ def test_residual_caption_follows_the_data(plain):
     trend = "grows" if norms[-1] > norms[0] else "shrinks"
     expect(body).to_contain_text(f"its size {trend} from {norms[0]:.1f} after layer 0 to {norms[-1]:.1f}")
     expect(body).not_to_contain_text("so it grows")
+
+
+def test_drafts_after_a_rejection_are_counted_but_not_called_rejected(spec_greedy):
+    step = spec_step(spec_greedy.run, "resample")
+    spec, drafts = step["speculative"], step["input_tokens"][1:]
+    unchecked = len(drafts) - spec["accepted"] - 1
+    assert unchecked > 0, "this run's rejection should come before its last draft"
+    item = spec_greedy.locator(f"#steps-list li[data-step='{step['index']}']")
+    expect(item).to_contain_text(f"drafts {spec['accepted']}/{len(drafts)}")
+    body = show(spec_greedy, step["index"], "sampling")
+    expect(body).to_contain_text(f"draft proposed {len(drafts)} tokens")
+    assert body.inner_text().count("(not checked)") == unchecked
+    expect(body).to_contain_text(f"the {unchecked} after the first rejection are not checked")

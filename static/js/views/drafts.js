@@ -5,7 +5,7 @@ export function draftsOf(step) {
   const spec = step.speculative;
   if (!spec) return [];
   return step.input_tokens.slice(1).map((tok, i) => {
-    let status = 'not checked (after the rejection)';
+    let status = 'not checked';
     if (i < spec.accepted) status = 'accepted';
     else if (i === spec.accepted && spec.final_kind === 'resample') status = 'rejected';
     return { ...tok, status };

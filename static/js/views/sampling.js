@@ -118,6 +118,10 @@ function speculative(step) {
     box.append(el('span', { class: d.status === 'accepted' ? 'draft-ok' : 'draft-bad', title: d.status,
       text: ` ${visible(d.text)} ` }), `(${d.status}) `);
   }
+  const unchecked = all.filter((d) => d.status === 'not checked').length;
+  if (unchecked) {
+    box.append(`(the ${unchecked} after the first rejection are not checked: their rows are thrown away) `);
+  }
   box.append(`; ${spec.accepted} accepted, then the model itself chose `,
     el('strong', { text: visible(spec.final.text) }),
     spec.final_kind === 'resample'
