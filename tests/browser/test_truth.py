@@ -297,3 +297,21 @@ def test_drafts_after_a_rejection_are_counted_but_not_called_rejected(spec_greed
     expect(body).to_contain_text(f"draft proposed {len(drafts)} tokens")
     assert body.inner_text().count("(not checked)") == unchecked
     expect(body).to_contain_text(f"the {unchecked} after the first rejection are not checked")
+
+
+def test_the_draw_picture_puts_u_in_the_chosen_slice(browser, live_server):
+    """Every sampled step: the chosen token's bar in the draw chart spans u, as the engine walked it."""
+    page = new_page(browser, live_server)
+    try:
+        run = stream_run(page, PROMPT, 6, temperature=1.5, seed=11)
+        for step in run["steps"]:
+            s = step["sampling"]
+            body = show(page, step["index"], "sampling")
+            expect(body).to_contain_text(f"The draw: u = {s['u']:.4f}")
+            bars = page.evaluate("""() => [...document.querySelectorAll('#stage-body .js-plotly-plot')][1].data
+                .map((t) => ({ name: t.name, base: t.base[0], width: t.x[0], line: t.marker.line.width }))""")
+            chosen = [b for b in bars if b["line"] == 3]
+            assert len(chosen) == 1, bars
+            assert chosen[0]["base"] <= s["u"] < chosen[0]["base"] + chosen[0]["width"], (step["index"], s["u"], bars)
+    finally:
+        page.context.close()

@@ -57,21 +57,31 @@ export function render(container, { step, stepIndex, forced, continueFrom }) {
   if (spec) container.append(speculative(step));
 }
 
-// The cumulative bar with u marked, and the sentence saying where u fell.
+// The cumulative bar with u marked, and the sentence saying where u fell. Each slice sits at the
+// interval the engine's draw walked (sampling.draw: descending probability, ties by lower id);
+// a summary without `draw` (older runs) is laid end to end in the candidates' order.
 function theDraw(container, s, cands, chosen) {
   const chart = plotDiv('plot small');
-  const kept = cands.filter((c) => c.p_final > 0);
+  let end = 0;
+  const slices = s.draw ?? cands.filter((c) => c.p_final > 0).map((c, rank) => {
+    end += c.p_final;
+    return { ...c, rank, start: end - c.p_final, end };
+  });
   container.append(el('h3', { text: `The draw: u = ${s.u.toFixed(4)}` }), chart);
-  draw(chart, kept.map((c, i) => ({ type: 'bar', orientation: 'h', name: plotToken(c.text), x: [c.p_final],
-    y: ['cumulative'], text: [plotToken(c.text)], textposition: 'inside',
+  draw(chart, slices.map((c, i) => ({ type: 'bar', orientation: 'h', name: plotToken(c.text), x: [c.end - c.start],
+    base: [c.start], y: ['cumulative'], text: [plotToken(c.text)], textposition: 'inside',
     marker: { color: CATEGORY_COLORS[i % CATEGORY_COLORS.length],
       line: { width: c.id === chosen.id ? 3 : 0, color: '#000' } } })),
-  { barmode: 'stack', height: 150, margin: { l: 90, r: 20, t: 10, b: 40 }, xaxis: { range: [0, 1] },
+  { barmode: 'overlay', height: 150, margin: { l: 90, r: 20, t: 10, b: 40 }, xaxis: { range: [0, 1] },
     shapes: [{ type: 'line', x0: s.u, x1: s.u, y0: -0.5, y1: 0.5, line: { color: '#000', width: 3, dash: 'dot' } }] },
-  `Stacked bar of the kept tokens' probabilities from 0 to 1, with u = ${s.u.toFixed(4)} marked; `
+  `Bar of the kept tokens' slices of [0, 1), from the most probable down, with u = ${s.u.toFixed(4)} marked; `
     + `u falls in the slice of ${visible(chosen.text)}.`);
+  const contiguous = slices.filter((c, i) => c.rank === i).length;
+  const last = slices[slices.length - 1];
+  const gap = contiguous < slices.length ? ` and, after a gap, the chosen token at rank ${last.rank + 1}` : '';
   container.append(el('p', { class: 'caption' }, 'Each kept token owns a slice of [0, 1) as wide as its '
-    + `probability (${s.kept} kept; only the ${kept.length} listed above are drawn). u falls in the slice of `,
+    + 'probability, laid end to end from the most probable down (equal ones: lower id first). '
+    + `${s.kept} kept; drawn: the first ${contiguous}${gap}. u falls in the slice of `,
   el('strong', { text: visible(chosen.text) }), '.'));
 }
 
