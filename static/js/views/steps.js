@@ -27,8 +27,8 @@ export function appendStep(list, run, i, onPick) {
   el('span', { class: 'kind', text: `${i}. ${s.kind}` }),
   el('span', { class: 'tok', text: s.emitted.map((t) => visible(t.text)).join(' ') }),
   el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '',
-    title: 'the model\'s probability for this token: the softmax of its logits at temperature 1, before top-k '
-      + 'and top-p' }),
+    title: `the model's probability for ${s.emitted.length > 1 ? 'the step\'s last token (the others were accepted '
+      + 'drafts)' : 'this token'}: the softmax of its logits at temperature 1, before top-k and top-p` }),
   s.speculative ? drafts(s) : null,
   el('span', { class: 'ms', text: fmtMs(s.timings_ms.total) })));
   list.append(item);
