@@ -8,7 +8,7 @@ export function explain(facts) {
   const c = facts.model.config;
   const kv = facts.model.kv_bytes_per_token;
   const fp32 = facts.quantizations.find((q) => q.name === 'fp32');
-  const smaller = facts.quantizations.filter((q) => q.name !== 'fp32').map((q) => `${q.name} (${q.label}): `
+  const smaller = facts.quantizations.filter((q) => q.name !== 'fp32').map((q) => `${q.label}: `
     + `${fmtBytes(q.weight_bytes)}, ${q.bits_per_weight} bits per weight, `
     + `${(fp32.weight_bytes / q.weight_bytes).toFixed(1)}× smaller`);
   const m = facts.machine;

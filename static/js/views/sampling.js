@@ -132,7 +132,7 @@ function speculative(step) {
   if (unchecked) {
     box.append(`(the ${unchecked} after the first rejection are not checked: their rows are thrown away) `);
   }
-  box.append(`; ${spec.accepted} accepted, then the model itself chose `,
+  box.append(`— ${spec.accepted} accepted, then the model itself chose `,
     el('strong', { text: visible(spec.final.text) }),
     spec.final_kind === 'resample'
       ? ' in place of the first rejected draft.'
