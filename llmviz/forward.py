@@ -140,7 +140,7 @@ def linear(x, w, b=None):
     NumPy runs a 3-D `x @ w` as one gemv per row, each streaming all of w from memory; a 2-D
     [N, in] @ w is one gemm, which reads w once but first copies (packs) it, so it costs about
     as much as four gemv's. Few rows: per-row gemv; more rows: flatten to one gemm. Quantized
-    matrices always get the 2-D product `rows @ w` (they dequantize per call)."""
+    matrices always get the 2-D product `rows @ w` (one fused-kernel call for all rows, quant.py)."""
     rows = x.reshape(-1, x.shape[-1])                                     # [N, in]
     if rows.shape[0] == 1:                                                # decode: one gemv
         out = rows[0] @ w

@@ -129,6 +129,6 @@ def load_model(name_or_path=None, quantization="fp32", log=print) -> Model:
                   tokenizer=Tokenizer(tok_spec), info=info)
     if quantization != "fp32":
         from .quant import quantize_model
-        model = quantize_model(model, quantization)
+        model = quantize_model(model, quantization, log=log)
     model.info["load_seconds"] = round(time.perf_counter() - t0, 3)
     return model
