@@ -3,7 +3,7 @@
     POST /api/generate                 the whole run as JSON
     POST /api/stream                   the same run as Server-Sent Events, one event per step
     GET  /api/runs, /api/runs/<id>     run list; one run as the page shows it
-    GET  /api/runs/<id>/steps/<s>[/attention/<l> | /embedding | /feedforward/<l> | /logit-lens]
+    GET  /api/runs/<id>/steps/<s>[/attention/<l> | /embedding | /feedforward/<l> | /logit-lens | /overview]
     GET  /api/model                    model card and which optimizations the engine offers
     POST /api/batch                    several prompts generated together (when the engine has it)
 
@@ -251,3 +251,14 @@ def model():
     return jsonify({**model_card(ext()["models"].get(quant)), "features": feats,
                     "limits": Limits.from_config(current_app.config).to_json(),
                     "loaded_quantizations": ext()["models"].loaded()})
+
+
+@bp.get("/runs/<run_id>/steps/<int:step>/overview")
+def overview(run_id, step):
+    """One step as the overview picture draws it (llmviz/overview.py); ?layer=l picks the attention arcs."""
+    from llmviz.overview import step_overview
+    run = find_run(run_id)
+    layer = request.args.get("layer", 0, type=int)
+    if not 0 <= step < len(run.step_summaries):
+        raise ApiError(404, f"step {step} does not exist (this run has {len(run.step_summaries)} steps)", "step")
+    return detail(run_id, lambda t: step_overview(t, run.step_summaries[step], run.model, layer))
