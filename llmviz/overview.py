@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .trace import r4
+from .trace import r4, token_dict
 
 EMBED_CELLS = 24        # numbers of each embedding vector drawn as a colour strip
 EMBED_TOKENS = 10       # strips drawn (the step's last input tokens)
@@ -68,6 +68,14 @@ def kv_cells(summary, kv_cache: bool) -> dict:
             "discarded": discarded, "bytes": summary["kv"]["cache_bytes"]}
 
 
+def drafts(summary, tok) -> list:
+    """Every draft token of a speculative step: the first `accepted` were kept; verification
+    stops at the first rejection, so the ones after it were never checked and are dropped too."""
+    spec = summary.get("speculative") or {}
+    return [{**token_dict(tok, t), "accepted": i < spec["accepted"], "checked": i < len(spec["decisions"])}
+            for i, t in enumerate(spec.get("draft_tokens", []))]
+
+
 def embedding_strips(emb: dict, focus: int, start: int) -> dict:
     """The last EMBED_TOKENS input vectors, EMBED_CELLS evenly spaced numbers each, and the
     position information of the focus token (RoPE angles, or GPT-2's learned vector)."""
@@ -78,6 +86,7 @@ def embedding_strips(emb: dict, focus: int, start: int) -> dict:
            "first_position": start + len(vec) - len(shown), "strips": r4(shown[:, dims]),
            "scale": round(float(np.abs(shown[:, dims]).max()) or 1.0, 4)}
     row = min(max(focus - start, 0), len(vec) - 1)
+    out["focus_norm"] = emb["norms"][row]                             # size of the stream before layer 0
     pos = emb["position"]
     if pos["kind"] == "rope":
         angles = np.asarray(pos["angles"], np.float32)[row]           # [d/2]
@@ -128,6 +137,7 @@ def step_overview(trace, summary: dict, model, layer: int) -> dict:
                      "candidates": [{k: c[k] for k in ("id", "text", "special", "p_final")}
                                     for c in sampling["candidates"]]},
         "speculative": summary.get("speculative"),
+        "drafts": drafts(summary, model.tokenizer),
         "batch_size": summary.get("batch_size", 1),
         "emitted": summary["emitted"],
         "compute_ms": round((time.perf_counter() - t0) * 1000, 2),

@@ -11,6 +11,7 @@ import * as embedding from './views/embedding.js';
 import * as feedforward from './views/feedforward.js';
 import * as modelCard from './views/model.js';
 import * as optimizations from './views/optimizations.js';
+import * as overview from './views/overview.js';
 import * as pipeline from './views/pipeline.js';
 import * as prediction from './views/prediction.js';
 import * as sampling from './views/sampling.js';
@@ -20,12 +21,12 @@ import * as tokenization from './views/tokenization.js';
 
 const VIEWS = { tokenization, embedding, attention, feedforward, prediction, sampling };
 const HISTORY_LIMIT = 6;
-const PLAY_INTERVAL_MS = 1500;
+const PLAY_MIN_MS = 500;          // Play holds a step at least this long (the overview's motion sets the pace)
 const STREAM_RENDER_MS = 800;
 const boot = JSON.parse($(SEL.boot).textContent);
 let controller = null;
 let renderSeq = 0;
-let playTimer = null;
+let playSeq = 0;
 let stageTimer = null;
 
 // -- status, errors, progress -----------------------------------------------------
@@ -98,6 +99,7 @@ function renderNav() {
   if (run) {
     steps.renderOutput($(SEL.output), run, state.step, (i) => goTo(i));
     steps.markActive($(SEL.stepsList), state.step);
+    if (currentStep()) overview.show({ ...stageCtx(), stage: state.stage });
   }
 }
 
@@ -122,7 +124,7 @@ function throttledStage() {
 // Presenter order: every stage of step 0, then every stage of step 1, ...
 function keyStep(move) {
   move();
-  if (document.body.classList.contains('presenter')) $(SEL.pipeline).scrollIntoView({ block: 'start' });
+  if (document.body.classList.contains('presenter')) $('#overview-panel').scrollIntoView({ block: 'start' });
 }
 
 function next() {
@@ -140,17 +142,23 @@ function prev() {
 }
 
 function togglePlay() {
-  clearInterval(playTimer);
+  playSeq += 1;
   const playing = !state.playing;
   set({ playing });
   if (playing && state.run && state.run.done) {
     if (state.step >= state.run.steps.length - 1) goTo(0, state.stage, { keepPlaying: true });
-    playTimer = setInterval(() => {
-      if (!state.playing || state.step >= state.run.steps.length - 1) { clearInterval(playTimer); set({ playing: false }); renderNav(); return; }
-      goTo(state.step + 1, state.stage, { keepPlaying: true });
-    }, PLAY_INTERVAL_MS);
+    playLoop(playSeq);
   }
   renderNav();
+}
+
+// Play: each step's overview motion (paced by its measured stage times) runs, then the next step.
+async function playLoop(seq) {
+  await Promise.all([overview.settled(), new Promise((r) => { setTimeout(r, PLAY_MIN_MS); })]);
+  if (seq !== playSeq || !state.playing) return;
+  if (state.step >= state.run.steps.length - 1) { set({ playing: false }); renderNav(); return; }
+  goTo(state.step + 1, state.stage, { keepPlaying: true });
+  playLoop(seq);
 }
 
 // -- running ------------------------------------------------------------------------------
@@ -176,7 +184,7 @@ async function generate(overrides = {}, view = null) {
   if (controller) controller.abort();
   const mine = new AbortController();
   controller = mine;
-  clearInterval(playTimer);
+  playSeq += 1;                                 // a new run stops Play
   showError(null);
   busy(true);
   status('Sending the prompt to the model…');
@@ -231,6 +239,7 @@ async function generateBatch(body) {
     const { prompt, ...rest } = body;
     const batch = await api.runBatch({ ...rest, prompts });
     const runs = batch.runs.map((j) => fromJSON(j, batch.batch));
+    runs.forEach((r) => { r.lanes = runs; });   // the overview draws one lane per row of the batch
     runs.forEach(remember);
     optimizations.renderBatch($(SEL.batchOutput), batch, (id) => showRun(runs.find((r) => r.id === id)));
     showRun(runs[0]);
@@ -268,6 +277,7 @@ function continueFrom(stepIndex, tokenId) {
 function init() {
   pipeline.build($(SEL.pipeline), (stage) => { set({ stage }); renderStage(); renderNav(); });
   optimizations.applyFeatures(boot.features);
+  overview.init($('#overview'), { ...overview.controls(), nLayers: boot.model.n_layers });
   optimizations.renderExplain($(SEL.optExplain));
   for (const cell of document.querySelectorAll(`${SEL.archTable} [data-arch]`)) cell.classList.toggle('current', cell.dataset.arch === boot.model.arch);
   $(SEL.archNote).textContent = `This server runs ${boot.model.name} (${boot.model.arch} family). GPT-2 runs when its files are given with app.py --model.`;
