@@ -29,9 +29,13 @@ TOP_BARS = 5            # probability bars of the prediction
 
 
 def focus_position(summary) -> int:
-    """The position whose prediction the step is about: the engine's focus position when
-    the summary has one (a speculative step's last accepted token), else the last input."""
-    return summary.get("focus_position", summary["positions"][1] - 1)
+    """The position whose prediction the step is about: the engine's focus position when the
+    summary has one; else a speculative step's last accepted token (its logits chose the
+    step's final token), else the last input."""
+    if "focus_position" in summary:
+        return summary["focus_position"]
+    spec = summary.get("speculative")
+    return summary["positions"][0] + spec["accepted"] if spec else summary["positions"][1] - 1
 
 
 def weight_size(w) -> tuple:

@@ -74,7 +74,6 @@ function drawTokens(refs, ov, geo) {
 function drawEmbedding(refs, ov, geo) {
   const e = ov.embedding;
   geo.stripY = geo.fedY;
-  let lastRow = 0;
   refs.strips.forEach((s, j) => {
     const pos = e.first_position + j;
     const row = geo.rowOf(pos);
@@ -82,17 +81,14 @@ function drawEmbedding(refs, ov, geo) {
     setAttrs(s.g, { visibility: 'visible', transform: `translate(0,${chipRowY(row) + 3})` });
     s.cells.forEach((cell, c) => setAttrs(cell, { fill: diverging(e.strips[j][c] / e.scale) }));
     if (pos === ov.attention.query_position) geo.stripY = chipRowY(row) + 3 + G.stripH / 2;
-    lastRow = Math.max(lastRow, row);
   });
-  setAttrs(refs.posGroup, { transform: `translate(0,${chipRowY(lastRow) + 48 - G.posY})` });
   const p = e.position;
   const values = p.kind === 'rope' ? p.cos : p.values;
   const scale = p.kind === 'rope' ? 1 : Math.max(...values.map(Math.abs), 1e-6);
   refs.posCells.forEach((cell, i) => setAttrs(cell, i < values.length
     ? { visibility: 'visible', fill: diverging(values[i] / scale) } : { visibility: 'hidden' }));
-  refs.posLabel.textContent = p.kind === 'rope'
-    ? `RoPE at #${p.position}: cos of ${values.length} angles`
-    : `learned position #${p.position}`;
+  refs.posLabel[0].textContent = p.kind === 'rope' ? `RoPE at #${p.position}:` : `position #${p.position}:`;
+  refs.posLabel[1].textContent = p.kind === 'rope' ? `cos of ${values.length} angles` : 'learned vector';
 }
 
 function drawBlocks(refs, ov) {
@@ -142,9 +138,9 @@ function drawKV(refs, ov) {
     setAttrs(cell, { x, y: computed ? G.kvY : G.kvY + 6, width: w.toFixed(2), height: computed ? G.kvH : G.kvH - 6,
       class: `ov-kv-cell ${computed ? 'computed' : 'reused'}`, 'data-testid': 'overview-kv-cell', 'data-state': computed ? 'computed' : 'reused' });
   });
-  refs.kvLegend[0].textContent = kv.on ? `KV cache: ${kv.held} positions, ${fmtBytes(kv.bytes)}` : `KV cache off: all ${kv.held} positions recomputed`;
-  refs.kvLegend[1].textContent = `tall: ${kv.computed} computed now · short: ${kv.reused} reused`
-    + (kv.discarded ? ` · dashed: ${kv.discarded} dropped` : '');
+  refs.kvLegend[0].textContent = kv.on ? `← KV cache: ${kv.held} positions, ${fmtBytes(kv.bytes)}` : `← KV cache off: all ${kv.held} positions recomputed`;
+  refs.kvLegend[1].textContent = `tall: ${kv.computed} computed in this step · short: ${kv.reused} reused`;
+  refs.kvLegend[2].textContent = kv.discarded ? `dashed: ${kv.discarded} rows of rejected drafts dropped` : '';
 }
 
 function drawPrediction(refs, ov) {

@@ -17,7 +17,7 @@ export const G = {
   header: 30,
   chipX: 60, chipW: 112, chipY: 58, chipH: 22, chipStep: 26,
   stripX: 190, cellW: 4, stripH: 16,
-  posY: 398, posCellW: 3,
+  posY: 414, posCellW: 3,
   blocksX: 306, blocksW: 624,
   bitsY: 58, mbY: 71, numY: 87,
   attnY: 92, attnH: 70, residY: 172, ffnY: 182, ffnH: 70, lensY: 266,
@@ -97,7 +97,8 @@ export function build(container, nLayers) {
     refs.strips.push({ g, cells });
   }
   refs.posGroup = svg('g', {}, strips);
-  refs.posLabel = svg('text', { x: G.stripX, y: G.posY - 6, class: 'ov-note' }, refs.posGroup);
+  refs.posLabel = [svg('text', { x: G.stripX, y: G.posY - 20, class: 'ov-note' }, refs.posGroup),
+    svg('text', { x: G.stripX, y: G.posY - 6, class: 'ov-note' }, refs.posGroup)];
   refs.posCells = [];
   const posG = refs.posGroup;
   for (let c = 0; c < 32; c += 1) refs.posCells.push(svg('rect', { x: G.stripX + c * G.posCellW, y: G.posY, width: G.posCellW, height: 12 }, posG));
@@ -108,10 +109,12 @@ export function build(container, nLayers) {
   refs.lanesGroup = svg('g', { class: 'ov-lanes' }, root);
 
   // 3-4. the blocks: attention above the stream, feed-forward below it
-  svg('text', { x: G.blocksX - 6, y: G.bitsY, class: 'ov-rowlabel', 'text-anchor': 'end', text: 'bits/weight' }, root);
-  svg('text', { x: G.blocksX - 6, y: G.mbY, class: 'ov-rowlabel', 'text-anchor': 'end', text: 'MB' }, root);
-  svg('text', { x: G.blocksX - 6, y: G.numY, class: 'ov-rowlabel', 'text-anchor': 'end', text: 'layer' }, root);
-  svg('text', { x: G.blocksX - 6, y: G.lensY + 4, class: 'ov-rowlabel', 'text-anchor': 'end', text: 'lens top-1' }, root);
+  // row labels right of the blocks (the embedding strips fill the space on their left)
+  const right = G.blocksX + G.blocksW + 4;
+  svg('text', { x: right, y: G.bitsY, class: 'ov-rowlabel', text: '← bits/weight' }, root);
+  svg('text', { x: right, y: G.mbY, class: 'ov-rowlabel', text: '← MB per block' }, root);
+  svg('text', { x: right, y: G.numY, class: 'ov-rowlabel', text: '← layer' }, root);
+  svg('text', { x: right, y: G.lensY + 14, class: 'ov-rowlabel', text: '← lens top-1' }, root);
   refs.blocks = svg('g', { class: 'ov-blocks', tabindex: 0, role: 'slider', 'aria-valuemin': 0, 'aria-valuemax': nLayers - 1,
     'aria-label': 'Layer for the attention arcs: left and right arrows pick a layer, Enter opens its attention, F its feed-forward' }, root);
   for (let i = 0; i < nLayers; i += 1) {
@@ -131,15 +134,13 @@ export function build(container, nLayers) {
 
   // KV cache: one cell per position held after the step
   refs.kvGroup = svg('g', { class: 'ov-kv', 'data-stage': 'attention' }, root);
-  svg('text', { x: G.blocksX - 6, y: G.kvY + 13, class: 'ov-rowlabel', 'text-anchor': 'end', text: 'KV cache' }, root);
   refs.kvCells = svg('g', {}, refs.kvGroup);
-  refs.kvLegend = [svg('text', { x: G.predX, y: G.kvY + 4, class: 'ov-note' }, root),
-    svg('text', { x: G.predX, y: G.kvY + 20, class: 'ov-note' }, root)];
+  refs.kvLegend = [0, 1, 2].map((i) => svg('text', { x: G.predX, y: G.kvY + 4 + 15 * i, class: 'ov-note' }, root));
 
   // 5. prediction: final norm + unembedding, then the top-5 bars
   const pred = svg('g', { class: 'ov-pred', 'data-stage': 'prediction' }, root);
-  svg('rect', { x: G.predX, y: G.attnY - 4, width: 160, height: 52, rx: 4, class: 'ov-box' }, pred);
-  refs.unembed = [0, 1, 2].map((i) => svg('text', { x: G.predX + 6, y: G.attnY + 11 + 15 * i, class: 'ov-small' }, pred));
+  svg('rect', { x: G.predX, y: G.attnY + 2, width: 160, height: 48, rx: 4, class: 'ov-box' }, pred);
+  refs.unembed = [0, 1, 2].map((i) => svg('text', { x: G.predX + 6, y: G.attnY + 16 + 14 * i, class: 'ov-small' }, pred));
   for (let i = 0; i < 5; i += 1) {
     const y = G.barsY + i * G.barStep;
     refs.bars.push({

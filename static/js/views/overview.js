@@ -235,7 +235,8 @@ function legend(ov) {
   const att = ov.attention;
   const norms = ov.layers.map((l) => l.resid_norm);
   const focus = ov.speculative ? ` Lens, arcs and prediction are for position #${ov.focus_position}.` : '';
-  return `Step ${ov.step} (${ov.kind}) took ${fmtMs(t.realMs)} on the CPU; the picture plays it ${Math.round(t.slower)}× slower `
+  const pace = t.slower >= 1.5 ? `${Math.round(t.slower)}× slower` : t.slower > 0.67 ? 'at about its real speed' : `${(1 / t.slower).toFixed(1)}× faster`;
+  return `Step ${ov.step} (${ov.kind}) took ${fmtMs(t.realMs)} on the CPU; the picture plays it ${pace} `
     + `(each stage at least 0.12 s). Arcs: where #${att.query_position} looks in layer ${att.layer} (mean of ${att.heads} heads; width = weight). `
     + `Stream thickness grows with the residual stream's norm (square-root scale), ${ov.embedding.focus_norm.toFixed(1)} after the embedding to ${norms[norms.length - 1].toFixed(0)} after the last block. `
     + `Orange bars: feed-forward mean |activation|.${focus}`;
