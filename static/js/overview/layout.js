@@ -115,7 +115,7 @@ export function build(container, nLayers) {
   svg('text', { x: right, y: G.mbY, class: 'ov-rowlabel', text: '← MB per block' }, root);
   svg('text', { x: right, y: G.numY, class: 'ov-rowlabel', text: '← layer' }, root);
   svg('text', { x: right, y: G.lensY + 14, class: 'ov-rowlabel', text: '← lens top-1' }, root);
-  refs.blocks = svg('g', { class: 'ov-blocks', tabindex: 0, role: 'slider', 'aria-valuemin': 0, 'aria-valuemax': nLayers - 1,
+  refs.blocks = svg('g', { class: 'ov-blocks', tabindex: 0, role: 'slider', 'aria-valuemin': 0, 'aria-valuemax': nLayers - 1, 'aria-valuenow': 0,
     'aria-label': 'Layer for the attention arcs: left and right arrows pick a layer, Enter opens its attention, F its feed-forward' }, root);
   for (let i = 0; i < nLayers; i += 1) {
     const { x, w, cx } = blockX(i, nLayers);
@@ -154,7 +154,7 @@ export function build(container, nLayers) {
   const samp = svg('g', { class: 'ov-samp', 'data-stage': 'sampling' }, root);
   for (let i = 0; i < MAX_CANDS; i += 1) refs.cands.push(svg('rect', { x: G.sampX, width: G.sampW, class: 'ov-cand', visibility: 'hidden' }, samp));
   svg('rect', { x: G.sampX, y: G.sampY, width: G.sampW, height: G.sampH, class: 'ov-frame' }, samp);
-  refs.uLine = svg('line', { x1: G.sampX - 8, x2: G.sampX + G.sampW + 8, class: 'ov-u' }, samp);
+  refs.uLine = svg('line', { x1: G.sampX - 8, x2: G.sampX + G.sampW + 8, class: 'ov-u', visibility: 'hidden' }, samp);
   refs.uText = svg('text', { x: G.sampX + G.sampW / 2, y: G.sampY - 8, class: 'ov-small', 'text-anchor': 'middle' }, samp);
   refs.sampText = svg('text', { x: G.sampX + G.sampW / 2, y: G.sampY + G.sampH + 16, class: 'ov-small', 'text-anchor': 'middle' }, samp);
 

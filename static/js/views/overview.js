@@ -38,7 +38,7 @@ export function render(container, data) {
   }
   const geo = update(refs, data);
   setAttrs(refs.root, { 'data-step': data.ov.step });
-  geo.flight = samplePath(refs.returnPath);
+  geo.flight = returnPoints(geo);
   setAttrs(refs.fly.text, { text: tokenLabel(data.ov.emitted[data.ov.emitted.length - 1], 11) });
   box.legend.textContent = legend(data.ov);
   current = { data, geo, key: data.key, layer: data.layer };
@@ -191,9 +191,19 @@ function resolveDrafts() {
   }
 }
 
-function samplePath(path) {
-  const len = path.getTotalLength();
-  return Array.from({ length: 48 }, (_, i) => path.getPointAtLength((len * i) / 47));
+// 48 points evenly spaced along the return arc's three legs (down, left, up). Computed from
+// the geometry, not with getPointAtLength, which would force a layout of the whole page.
+function returnPoints(geo) {
+  const corners = [{ x: G.outX + G.outW / 2, y: geo.outY + G.chipH / 2 }, { x: G.outX + G.outW / 2, y: G.returnY },
+    { x: G.chipX + G.chipW / 2, y: G.returnY }, { x: G.chipX + G.chipW / 2, y: geo.slotY }];
+  const legs = corners.slice(1).map((c, i) => Math.hypot(c.x - corners[i].x, c.y - corners[i].y));
+  const total = legs.reduce((a, b) => a + b, 0);
+  return Array.from({ length: 48 }, (_, k) => {
+    let d = (total * k) / 47;
+    let i = 0;
+    while (i < legs.length - 1 && d > legs[i]) { d -= legs[i]; i += 1; }
+    return lerp(corners[i], corners[i + 1], legs[i] ? Math.min(1, d / legs[i]) : 0);
+  });
 }
 
 // -- words: the aria-live narration and the legend ------------------------------------------
