@@ -10,13 +10,17 @@ made while recording, on this machine, with its measured timings.
     .venv/bin/python tools/record_overview.py [--out docs/media]
 """
 import argparse
+import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
+import playwright
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +30,19 @@ CHROMIUM = "/usr/bin/chromium"
 VIEW = {"width": 1280, "height": 720}
 PROMPT = "The capital of France is"
 REPEAT = "one two three four five, one two three four five, one two three"
+
+
+def use_debian_ffmpeg(folder: Path):
+    """Playwright writes its videos with an ffmpeg it would download; point it at Debian's instead
+    (a browsers folder holding only that ffmpeg; chromium is Debian's too, by executable_path)."""
+    spec = Path(playwright.__file__).parent / "driver" / "package" / "browsers.json"
+    revision = next(b["revision"] for b in json.loads(spec.read_text())["browsers"] if b["name"] == "ffmpeg")
+    target = folder / f"ffmpeg-{revision}"
+    target.mkdir(parents=True, exist_ok=True)
+    link = target / "ffmpeg-linux"
+    if not link.exists():
+        link.symlink_to(shutil.which("ffmpeg"))
+    os.environ["PLAYWRIGHT_BROWSERS_PATH"] = str(folder)
 
 
 def serve():
@@ -81,33 +98,34 @@ def animation(browser, url, out: Path):
     with tempfile.TemporaryDirectory() as tmp:
         context = browser.new_context(viewport=VIEW, record_video_dir=tmp, record_video_size=VIEW)
         page = context.new_page()
+        recording = time.monotonic()                   # the video starts with the page
         page.goto(url)
         generate(page, PROMPT, 6)
-        settled(page)
+        settled(page, 5)
         page.select_option("#overview-speed", "1")
         box = page.locator("#overview-panel").bounding_box()
-        start = page.evaluate("() => performance.now()")
+        start = time.monotonic()
         page.click("[data-testid=play]")
+        expect(page.locator("[data-testid=play]")).to_have_text("Pause")
         expect(page.locator("[data-testid=play]")).to_have_text("Play", timeout=120_000)
-        settled(page)
-        end = page.evaluate("() => performance.now()")
+        settled(page, 5)
+        length = time.monotonic() - start + 0.3
         video = page.video
         context.close()
         raw = Path(video.path())
         # the page loaded and generated before Play: keep only Play, cropped to the overview
-        total = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
-                                      str(raw)], capture_output=True, text=True, check=True).stdout)
-        length = (end - start) / 1000
-        t0 = max(0.0, total - length - 0.5)
+        t0 = max(0.0, start - recording - 0.2)
         w, h = int(box["width"]) // 2 * 2, int(min(box["height"], VIEW["height"] - box["y"])) // 2 * 2
         crop = f"crop={w}:{h}:{int(box['x'])}:{int(box['y'])}"
         webm = out / "overview.webm"
-        subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-ss", f"{t0:.2f}", "-i", str(raw), "-vf", crop,
+        subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-ss", f"{t0:.2f}", "-t", f"{length:.2f}", "-i", str(raw),
+                        "-vf", crop,
                         "-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "38", "-an", str(webm)], check=True)
         gif = out / "overview.gif"
         palette = (f"{crop},fps=10,scale=960:-1:flags=lanczos,split[a][b];"
                    "[a]palettegen=max_colors=96[p];[b][p]paletteuse=dither=bayer")
-        subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-ss", f"{t0:.2f}", "-i", str(raw), "-filter_complex",
+        subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-ss", f"{t0:.2f}", "-t", f"{length:.2f}", "-i", str(raw),
+                        "-filter_complex",
                         palette, str(gif)], check=True)
         print(f"wrote {webm} and {gif} ({length:.1f} s of Play at 1x)")
 
@@ -116,21 +134,27 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "media"))
     ap.add_argument("--no-video", action="store_true", help="only the stills")
+    ap.add_argument("--no-stills", action="store_true", help="only the animation")
     args = ap.parse_args()
     if not args.no_video and not shutil.which("ffmpeg"):
         sys.exit("ffmpeg is needed for the animation: apt-get install -y ffmpeg (or pass --no-video)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     server, url = serve()
+    tmp = tempfile.TemporaryDirectory()
+    if not args.no_video:
+        use_debian_ffmpeg(Path(tmp.name))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             if not args.no_video:
                 animation(browser, url, out)
-            stills(browser, url, out)
+            if not args.no_stills:
+                stills(browser, url, out)
             browser.close()
     finally:
         server.shutdown()
+        tmp.cleanup()
 
 
 if __name__ == "__main__":
