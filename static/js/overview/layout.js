@@ -139,7 +139,7 @@ export function build(container, nLayers) {
 
   // 5. prediction: final norm + unembedding, then the top-5 bars
   const pred = svg('g', { class: 'ov-pred', 'data-stage': 'prediction' }, root);
-  svg('rect', { x: G.predX, y: G.attnY + 2, width: 160, height: 48, rx: 4, class: 'ov-box' }, pred);
+  svg('rect', { x: G.predX, y: G.attnY + 2, width: 152, height: 48, rx: 4, class: 'ov-box' }, pred);
   refs.unembed = [0, 1, 2].map((i) => svg('text', { x: G.predX + 6, y: G.attnY + 16 + 14 * i, class: 'ov-small' }, pred));
   for (let i = 0; i < 5; i += 1) {
     const y = G.barsY + i * G.barStep;

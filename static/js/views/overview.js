@@ -230,7 +230,7 @@ function narrate(stage, ov) {
     default: {
       const s = ov.sampling;
       let text = s.greedy || s.u === null ? `Sampling: greedy, the top token ${tokenLabel(s.chosen)} is taken.`
-        : `Sampling: u = ${s.u.toFixed(3)} falls in the slice of ${tokenLabel(s.chosen)}.`;
+        : `Sampling: the random draw u = ${s.u.toFixed(3)} picks ${tokenLabel(s.chosen)} (${s.kept} tokens kept).`;
       if (ov.drafts.length) {
         text += ` ${spec.accepted} of ${ov.drafts.length} drafts accepted` + (spec.accepted < ov.drafts.length
           ? `; the model's own ${tokenLabel(spec.final)} replaces ${tokenLabel(ov.drafts[spec.accepted])}.` : `, plus the model's ${tokenLabel(spec.final)}.`);
