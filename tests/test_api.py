@@ -190,8 +190,41 @@ def test_model_card(client):
     assert card["config"]["arch"] == "llama" and card["config"]["n_kv_heads"] == 3
     assert card["weight_bytes"] > 400e6 and card["parameters"] > 130e6
     assert "Q4_1" in card["file_types"]
-    assert card["features"]["kv_cache"]["available"]
     assert card["kv_bytes_per_token"] == 2 * 30 * 3 * 64 * 4
+    assert card["model"]["name"] == card["name"] and card["lens_top"] == 5 and card["top_n"] == 10
+
+
+def test_model_facts_list_every_weight_format_with_its_real_size(client):
+    """Sizes come from the shapes (quant.model_nbytes); a quantized model really has that many bytes."""
+    facts = client.get("/api/model").get_json()
+    formats = {q["name"]: q for q in facts["quantizations"]}
+    assert list(formats) == ["fp32", "int8", "int8-g32", "int4"]
+    assert formats["fp32"]["weight_bytes"] == facts["weight_bytes"]
+    assert formats["fp32"]["bits_per_weight"] == 32.0
+    assert 4.9 < formats["int4"]["bits_per_weight"] < 5.2           # 4 bits + a float32 scale per 32 weights
+    int8 = client.get("/api/model?quantization=int8").get_json()
+    assert int8["quantization"] == "int8" and int8["weight_bytes"] == formats["int8"]["weight_bytes"]
+    assert [d["name"] for d in facts["draft_sources"]] == ["prompt-lookup", "early-exit"]
+    assert client.get("/api/model?quantization=int3").get_json()["error"]["message"] == (
+        "quantization must be one of fp32, int8, int8-g32, int4")
+
+
+def test_request_fields_follow_the_server_limits(make_app):
+    """The ranges the form shows are the ones the server checks."""
+    client = make_app(LLMVIZ_MAX_NEW_TOKENS=8, LLMVIZ_MAX_DRAFT_TOKENS=3).test_client()
+    fields = client.get("/api/model").get_json()["fields"]
+    assert fields["max_new_tokens"] == {"type": "int", "min": 1, "max": 8, "default": 8}
+    assert fields["num_draft_tokens"]["max"] == 3 and fields["top_k"]["max"] == 49152
+    assert fields["top_p"]["min_exclusive"] is True
+    response = client.post("/api/generate", json={"prompt": "hi", "num_draft_tokens": 4})
+    assert response.get_json()["error"]["message"] == "num_draft_tokens must be a whole number from 1 to 3 (got 4)"
+
+
+def test_the_page_boots_with_the_same_facts_as_the_api(client):
+    page = client.get("/").get_data(as_text=True)
+    boot = json.loads(page.split('<script type="application/json" id="boot">', 1)[1].split("</script>", 1)[0])
+    api = client.get("/api/model").get_json()
+    assert {k: api[k] for k in boot} == boot
 
 
 def test_healthz(client):

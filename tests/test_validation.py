@@ -137,9 +137,9 @@ FIELDS = [
      "'GGUF': the model is chosen by the server (LLMVIZ_MODEL_PATH or app.py --model), never by a request; "
      "remove 'GGUF'"),
     ({"prompt": "hi", "quantization": "int3"}, "quantization",
-     'quantization must be one of fp32, int8, int4 (got "int3")'),
+     'quantization must be one of fp32, int8, int8-g32, int4 (got "int3")'),
     ({"prompt": "hi", "quantization": "/tmp/model.gguf"}, "quantization",
-     'quantization must be one of fp32, int8, int4 (got "/tmp/model.gguf")'),
+     'quantization must be one of fp32, int8, int8-g32, int4 (got "/tmp/model.gguf")'),
     ({"prompt": "hi", "speculative": "medusa"}, "speculative",
      'speculative must be null or one of prompt-lookup, early-exit (got "medusa")'),
     ({"prompt": "hi", "speculative": "prompt-lookup", "kv_cache": False}, "speculative",

@@ -4,7 +4,7 @@
     POST /api/stream                   the same run as Server-Sent Events, one event per step
     GET  /api/runs, /api/runs/<id>     run list; one run as the page shows it
     GET  /api/runs/<id>/steps/<s>[/attention/<l> | /embedding | /feedforward/<l> | /logit-lens | /overview]
-    GET  /api/model                    model card and which optimizations the engine offers
+    GET  /api/model                    model card, weight formats, draft sources, request fields and limits
     POST /api/batch                    several prompts generated together (when the engine has it)
 
 docs/api.md documents every field.
@@ -16,8 +16,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 import llmviz
 
 from .errors import ApiError, error_body
+from .facts import model_card, page_facts
 from .limits import time_limited
-from .registry import features
 from .runs import Run
 from .validation import Limits, batch_settings, generate_settings
 
@@ -66,7 +66,7 @@ def new_run(settings) -> Run:
 
 def parsed_settings(parse=generate_settings):
     """The raw body -> checked settings, or an ApiError naming the field (validation.py)."""
-    return parse(request.content_type, request.get_data(), ext()["models"].get("fp32"), features(),
+    return parse(request.content_type, request.get_data(), ext()["models"].get("fp32"),
                  Limits.from_config(current_app.config))
 
 
@@ -137,8 +137,6 @@ def stream():
 @bp.post("/batch")
 def batch():
     settings = parsed_settings(batch_settings)
-    if not features()["batching"]["available"]:
-        raise ApiError(400, f"batching is not available: {features()['batching']['reason']}", "prompts")
     from .batch import run_batch
     reserve_slot()
     try:
@@ -223,33 +221,17 @@ def logit_lens(run_id, step):
     return detail(run_id, lambda t: t.logit_lens(step))
 
 
-def model_card(model) -> dict:
-    cfg = model.config
-    return {"name": model.name, "file": model.source.rsplit("/", 1)[-1], "quantization": model.quantization,
-            "config": cfg.to_dict(), "weight_bytes": model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token(),
-            "file_types": model.info.get("file_types", []), "parameters": parameter_count(model)}
-
-
-def parameter_count(model) -> int:
-    seen, total = set(), 0
-    for name, w in model.weights.items():
-        if name == "lm_head" and model.config.tied_embeddings:
-            continue
-        if id(w) not in seen:
-            seen.add(id(w))
-            total += int(getattr(w, "size", 0))
-    return total
-
-
 @bp.get("/model")
 def model():
+    """The boot JSON's facts (facts.page_facts), with `model` the card for ?quantization=."""
+    limits = Limits.from_config(current_app.config)
+    facts = page_facts(ext()["models"].get("fp32"), limits)
     quant = request.args.get("quantization", "fp32")
-    feats = features()
-    if quant not in feats["quantization"]["options"]:
-        raise ApiError(400, f"quantization must be one of {', '.join(feats['quantization']['options'])}",
-                       "quantization")
-    return jsonify({**model_card(ext()["models"].get(quant)), "features": feats,
-                    "limits": Limits.from_config(current_app.config).to_json(),
+    names = facts["fields"]["quantization"]["choices"]
+    if quant not in names:
+        raise ApiError(400, f"quantization must be one of {', '.join(names)}", "quantization")
+    card = model_card(ext()["models"].get(quant))
+    return jsonify({**card, **facts, "model": card, "limits": limits.to_json(),
                     "loaded_quantizations": ext()["models"].loaded()})
 
 

@@ -4,7 +4,8 @@ from pathlib import Path
 import plotly
 from flask import Blueprint, current_app, jsonify, render_template, send_file
 
-from .registry import features
+from .facts import page_facts
+from .validation import Limits
 
 bp = Blueprint("pages", __name__)
 
@@ -13,11 +14,8 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 @bp.get("/")
 def index():
-    models = current_app.extensions["llmviz"]["models"]
-    model = models.get("fp32")
-    boot = {"model": {"name": model.name, "arch": model.config.arch, "n_layers": model.config.n_layers,
-                      "n_heads": model.config.n_heads},
-            "features": features(), "plotly_version": plotly.__version__}
+    model = current_app.extensions["llmviz"]["models"].get("fp32")
+    boot = page_facts(model, Limits.from_config(current_app.config))
     return render_template("index.html", boot=boot)
 
 

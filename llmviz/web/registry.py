@@ -1,43 +1,13 @@
 """The models a server offers, one per quantization, each loaded once and shared.
 
 Models are read-only after loading, so requests share them freely; only loading
-and quantizing are guarded by the lock. What the engine can do (quantization,
-speculative decoding, batching) is discovered at request time, so the page's
-toggles light up as soon as those engine modules exist.
+and quantizing are guarded by the lock.
 """
-import importlib.util
-import inspect
 import threading
 
 import llmviz
 
-QUANTIZATIONS = ("fp32", "int8", "int4")
-SPECULATIVE_SOURCES = ("prompt-lookup", "early-exit")
-
-
-def has_module(name) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:
-        return False
-
-
-def features() -> dict:
-    """Which optimizations the installed engine supports, with a reason when not."""
-    gen_params = inspect.signature(llmviz.Generation.__init__).parameters
-    quant = has_module("llmviz.quant")
-    spec = "speculative" in gen_params
-    batch = hasattr(llmviz, "generate_batch") or has_module("llmviz.batching")
-    return {
-        "kv_cache": {"available": True},
-        "quantization": {"available": quant, "options": list(QUANTIZATIONS) if quant else ["fp32"],
-                         "reason": None if quant else "the engine's quantization module (llmviz.quant) "
-                                                      "is not installed yet"},
-        "speculative": {"available": spec, "sources": list(SPECULATIVE_SOURCES) if spec else [],
-                        "reason": None if spec else "this engine's Generation has no speculative decoding yet"},
-        "batching": {"available": batch, "scheduler": has_module("llmviz.scheduler"),
-                     "reason": None if batch else "this engine has no batched generation yet"},
-    }
+from .facts import QUANTIZATIONS
 
 
 class ModelRegistry:

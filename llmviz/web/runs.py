@@ -11,6 +11,7 @@ from collections import OrderedDict
 
 from llmviz.trace import token_dict
 
+from .facts import run_model
 from .limits import trace_nbytes
 
 
@@ -58,12 +59,10 @@ class Run:
     def header(self) -> dict:
         """What the page needs before the first step: the run id, model card and prompt tokens."""
         trace = self.trace
-        cfg = self.model.config
         tok = self.model.tokenizer
         return {
             "id": self.id, "status": self.status, "request": self.request,
-            "model": {"name": self.model.name, **cfg.to_dict(), "quantization": self.model.quantization,
-                      "weight_bytes": self.model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token()},
+            "model": run_model(self.model),
             "settings": trace.settings,
             "prompt_text": self.request["prompt_text"],
             "prompt_tokens": [token_dict(tok, i) for i in trace.prompt_ids],

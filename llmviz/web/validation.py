@@ -1,22 +1,23 @@
 """Checking generation requests before any work is done: one pure function per endpoint.
 
-`generate_settings(content_type, data, model, features, limits)` turns the raw
+`generate_settings(content_type, data, model, limits)` turns the raw
 body of POST /api/generate (and /api/stream) into the settings `api.new_run`
 uses, or raises an ApiError whose message names the field and the allowed range.
 `batch_settings` does the same for POST /api/batch. Nothing here touches the
 request, the app or global state, so the tests call these functions directly
 as well as through the test client.
 
-The limits are server settings (`Limits.from_config(app.config)`), shown to the
-page through GET /api/model. So is the model: a request can never name a model
-or a file to load.
+The limits are server settings (`Limits.from_config(app.config)`); the ranges and
+defaults of every field are stated once in `facts.fields`, which the page reads
+(boot JSON, GET /api/model) for its form. So is the model: a request can never name
+a model or a file to load.
 """
 import json
 import math
 from dataclasses import asdict, dataclass
 
 from .errors import ApiError
-from .registry import QUANTIZATIONS, SPECULATIVE_SOURCES
+from .facts import REQUEST_FIELDS, fields
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,11 @@ class Limits:
 
 
 # the options a generation request may carry (docs/api.md describes each)
-GENERATE_FIELDS = ("prompt", "chat", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "kv_cache",
-                   "quantization", "speculative", "num_draft_tokens", "forced_ids")
+GENERATE_FIELDS = REQUEST_FIELDS
 BATCH_FIELDS = ("prompts",) + GENERATE_FIELDS      # the page may send its usual fields; `prompts` wins
 # names a client might use to pick weights; answered with why that is not possible
 MODEL_FIELDS = ("model", "model_path", "model_name", "path", "file", "filename", "weights", "checkpoint",
                 "gguf", "repo", "repo_id", "hf_repo", "url")
-DEFAULTS = {"chat": False, "max_new_tokens": 24, "temperature": 0.0, "top_k": None, "top_p": None, "seed": None,
-            "kv_cache": True, "quantization": "fp32", "speculative": None, "num_draft_tokens": 4, "forced_ids": []}
 EXAMPLE = '{"prompt": "The quick brown fox"}'
 
 
@@ -138,11 +136,12 @@ def text(value, field, limits, count_tokens) -> tuple:
     return value, n
 
 
-def whole(body, field, lo, hi, optional=False):
-    """An integer field in [lo, hi]; null (or absent) means the default."""
+def whole(body, field, spec, optional=False):
+    """An integer field in [spec min, spec max]; null (or absent) means the spec's default."""
     value = body.get(field)
     if value is None or (optional and value == ""):
-        return DEFAULTS[field]
+        return spec["default"]
+    lo, hi = spec["min"], spec["max"]
     rng = f"a whole number from {lo} to {hi}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise bad(field, f"{field} must be {rng}, not {json_type(value)} ({shown(value)})")
@@ -153,11 +152,12 @@ def whole(body, field, lo, hi, optional=False):
     return int(value)
 
 
-def real(body, field, lo, hi, lo_open=False, optional=False):
-    """A number in [lo, hi] (or (lo, hi] with lo_open); null (or absent) means the default."""
+def real(body, field, spec, optional=False):
+    """A number in [min, max] (or (min, max] when the spec says min_exclusive); null means the default."""
     value = body.get(field)
     if value is None or (optional and value == ""):
-        return DEFAULTS[field]
+        return spec["default"]
+    lo, hi, lo_open = spec["min"], spec["max"], spec.get("min_exclusive", False)
     rng = f"a number {'above' if lo_open else 'from'} {lo} {'and at most' if lo_open else 'to'} {hi}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise bad(field, f"{field} must be {rng}, not {json_type(value)} ({shown(value)})")
@@ -166,34 +166,33 @@ def real(body, field, lo, hi, lo_open=False, optional=False):
     return float(value)
 
 
-def flag(body, field) -> bool:
+def flag(body, field, spec) -> bool:
     value = body.get(field)
     if value is None:
-        return DEFAULTS[field]
+        return spec["default"]
     if not isinstance(value, bool):
         raise bad(field, f"{field} must be true or false, not {shown(value)}")
     return value
 
 
-def choice(body, field, names, available, reason, nullable=False):
+def choice(body, field, spec):
     value = body.get(field)
     if value is None or value == "":
-        return DEFAULTS[field]
-    allowed = ("null or " if nullable else "") + "one of " + ", ".join(names)
-    if not isinstance(value, str) or value not in names:
+        return spec["default"]
+    allowed = ("null or " if spec.get("nullable") else "") + "one of " + ", ".join(spec["choices"])
+    if not isinstance(value, str) or value not in spec["choices"]:
         raise bad(field, f"{field} must be {allowed} (got {shown(value)})")
-    if value not in available:
-        raise bad(field, f"{field} {value!r} is not available on this server: {reason}")
     return value
 
 
-def token_ids(body, field, vocab_size, max_len):
+def token_ids(body, field, spec, max_len):
     value = body.get(field)
     if value is None:
-        return []
+        return spec["default"]
+    lo, hi = spec["min"], spec["max"]
     if (not isinstance(value, list)
-            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab_size for i in value)):
-        raise bad(field, f"{field} must be a list of token ids, whole numbers from 0 to {vocab_size - 1}")
+            or not all(isinstance(i, int) and not isinstance(i, bool) and lo <= i <= hi for i in value)):
+        raise bad(field, f"{field} must be a list of token ids, whole numbers from {lo} to {hi}")
     if len(value) > max_len:
         raise bad(field, f"{field} has {len(value)} ids; it cannot be longer than max_new_tokens ({max_len})")
     return value
@@ -224,22 +223,20 @@ def gigabytes(n) -> str:
 
 # -- whole requests -------------------------------------------------------------------
 
-def options(body, model, features, limits, prompt_tokens: list) -> dict:
+def options(body, model, limits, prompt_tokens: list) -> dict:
     """The fields every generation request shares; prompt_tokens: token counts of its prompts."""
     cfg = model.config
-    out = {"chat": flag(body, "chat")}
-    out["max_new_tokens"] = min(whole(body, "max_new_tokens", 1, limits.max_new_tokens), limits.max_new_tokens)
-    out["temperature"] = real(body, "temperature", 0, limits.max_temperature)
-    out["top_k"] = whole(body, "top_k", 1, cfg.vocab_size, optional=True)
-    out["top_p"] = real(body, "top_p", 0, 1, lo_open=True, optional=True)
-    out["seed"] = whole(body, "seed", 0, limits.max_seed, optional=True)
-    out["kv_cache"] = flag(body, "kv_cache")
-    quant = features["quantization"]
-    out["quantization"] = choice(body, "quantization", QUANTIZATIONS, quant["options"], quant["reason"])
-    spec = features["speculative"]
-    out["speculative"] = choice(body, "speculative", SPECULATIVE_SOURCES, spec["sources"], spec["reason"],
-                                nullable=True)
-    out["num_draft_tokens"] = whole(body, "num_draft_tokens", 1, limits.max_draft_tokens)
+    spec = fields(cfg, limits)
+    out = {"chat": flag(body, "chat", spec["chat"])}
+    out["max_new_tokens"] = whole(body, "max_new_tokens", spec["max_new_tokens"])
+    out["temperature"] = real(body, "temperature", spec["temperature"])
+    out["top_k"] = whole(body, "top_k", spec["top_k"], optional=True)
+    out["top_p"] = real(body, "top_p", spec["top_p"], optional=True)
+    out["seed"] = whole(body, "seed", spec["seed"], optional=True)
+    out["kv_cache"] = flag(body, "kv_cache", spec["kv_cache"])
+    out["quantization"] = choice(body, "quantization", spec["quantization"])
+    out["speculative"] = choice(body, "speculative", spec["speculative"])
+    out["num_draft_tokens"] = whole(body, "num_draft_tokens", spec["num_draft_tokens"])
     if out["speculative"] and not out["kv_cache"]:
         raise bad("speculative", "speculative decoding needs kv_cache on (it verifies drafts against the cache)")
 
@@ -257,29 +254,30 @@ def options(body, model, features, limits, prompt_tokens: list) -> dict:
     return out
 
 
-def generate_settings(content_type, data: bytes, model, features: dict, limits: Limits) -> dict:
+def generate_settings(content_type, data: bytes, model, limits: Limits) -> dict:
     """Body of POST /api/generate or /api/stream -> settings for api.new_run. Raises ApiError."""
     body = decode_body(content_type, data)
     check_fields(body, GENERATE_FIELDS)
     if "prompt" not in body:
         raise bad("prompt", f"prompt is missing; send a JSON object such as {EXAMPLE}")
     prompt, n = text(body["prompt"], "prompt", limits, lambda s: len(model.tokenizer.encode(s)))
-    out = {"prompt": prompt, **options(body, model, features, limits, [n])}
+    out = {"prompt": prompt, **options(body, model, limits, [n])}
     if out["speculative"] and body.get("forced_ids"):
         raise bad("forced_ids", "forced_ids cannot be combined with speculative decoding")
-    out["forced_ids"] = token_ids(body, "forced_ids", model.config.vocab_size, out["max_new_tokens"])
+    spec = fields(model.config, limits)["forced_ids"]
+    out["forced_ids"] = token_ids(body, "forced_ids", spec, out["max_new_tokens"])
     return out
 
 
-def batch_settings(content_type, data: bytes, model, features: dict, limits: Limits) -> dict:
+def batch_settings(content_type, data: bytes, model, limits: Limits) -> dict:
     """Body of POST /api/batch: like generate_settings with `prompts` (1 to max_batch_prompts strings)."""
     body = decode_body(content_type, data)
     check_fields(body, BATCH_FIELDS)
-    prompts = body.get("prompts")
-    if not isinstance(prompts, list) or not 1 <= len(prompts) <= limits.max_batch_prompts:
-        raise bad("prompts", f"prompts must be a list of 1 to {limits.max_batch_prompts} strings")
+    prompts, spec = body.get("prompts"), fields(model.config, limits)["prompts"]
+    if not isinstance(prompts, list) or not spec["min"] <= len(prompts) <= spec["max"]:
+        raise bad("prompts", f"prompts must be a list of {spec['min']} to {spec['max']} strings")
     checked = [text(p, "prompts", limits, lambda s: len(model.tokenizer.encode(s))) for p in prompts]
-    out = options(body, model, features, limits, [n for _, n in checked])
+    out = options(body, model, limits, [n for _, n in checked])
     if body.get("forced_ids"):
         raise bad("forced_ids", "forced_ids applies to one prompt; a batch cannot force tokens")
     return {"prompt": checked[0][0], "prompts": [p for p, _ in checked], **out, "forced_ids": []}

@@ -12,7 +12,8 @@ async function unpack(response) {
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const e = body && body.error;
-    throw new ApiError(response.status, e ? e.message : `the server answered ${response.status}`, e ? e.field : null);
+    const message = e ? e.message : `the server answered ${response.status}`;
+    throw new ApiError(response.status, message, e ? e.field : null);
   }
   return body;
 }
@@ -22,7 +23,8 @@ export async function getJSON(url) {
 }
 
 async function postJSON(url, body) {
-  return unpack(await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }));
+  const headers = { 'Content-Type': 'application/json' };
+  return unpack(await fetch(url, { method: 'POST', headers, body: JSON.stringify(body) }));
 }
 
 // POST /api/stream and call handlers[event](data) for each event as it arrives.
@@ -69,5 +71,6 @@ export const attention = (id, step, layer) => detail(id, `${step}/attention/${la
 export const embedding = (id, step) => detail(id, `${step}/embedding`);
 export const feedforward = (id, step, layer) => detail(id, `${step}/feedforward/${layer}`);
 export const logitLens = (id, step) => detail(id, `${step}/logit-lens`);
-export const getModel = (quantization = 'fp32') => getJSON(`/api/model?quantization=${encodeURIComponent(quantization)}`);
+export const getModel = (quantization = 'fp32') => getJSON(
+  `/api/model?quantization=${encodeURIComponent(quantization)}`);
 export const runBatch = (body) => postJSON('/api/batch', body);

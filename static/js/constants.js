@@ -1,4 +1,4 @@
-// Stage names, explanations, selectors and colours: defined once, used everywhere.
+// Stage names, explanations and colours: defined once, used everywhere (selectors: selectors.js).
 
 export const STAGES = [
   {
@@ -52,20 +52,11 @@ export const STAGE_KEYS = STAGES.map((s) => s.key);
 // Okabe-Ito: distinguishable with the common forms of colour blindness.
 export const CATEGORY_COLORS = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
 export const STAGE_COLORS = { embed: '#56B4E9', attention: '#0072B2', feedforward: '#E69F00', prediction: '#009E73', sampling: '#CC79A7', draft: '#D55E00' };
+// Bar fill patterns (plotly marker.pattern.shape), so grouped and stacked series differ in more than colour.
+export const PATTERNS = ['', '/', '.', 'x', '\\', '-', '|', '+'];
 export const SEQUENTIAL = 'Viridis';
 export const SIGNED = 'Cividis';
 
 // Viridis stops for drawing on canvas (matplotlib's viridis at 0, 1/8, ..., 1).
 export const VIRIDIS = [[68, 1, 84], [71, 44, 122], [59, 81, 139], [44, 113, 142], [33, 144, 141],
   [39, 173, 129], [92, 200, 99], [170, 220, 50], [253, 231, 37]];
-
-export const SEL = {
-  boot: '#boot', form: '#run-form', prompt: '#prompt', generate: '#generate', stop: '#stop',
-  status: '#status', progress: '#progress', error: '#error', output: '#output-tokens', batchOutput: '#batch-output',
-  pipeline: '#pipeline', stageTitle: '#stage-title', stageExplain: '#stage-explain', stageBody: '#stage-body',
-  stepsList: '#steps-list', prev: '#prev-step', next: '#next-step', slider: '#step-slider', play: '#play',
-  stepLabel: '#step-label', timing: '#timing', presenter: '#presenter-btn', permalink: '#permalink-btn',
-  exportBtn: '#export-btn', importFile: '#import-file', featureNotes: '#feature-notes', batchBox: '#batch-box',
-  batchPrompts: '#batch-prompts', archTable: '#arch-table', archNote: '#arch-note', optExplain: '#opt-explain',
-  modelCard: '#model-card',
-};

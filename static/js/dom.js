@@ -23,7 +23,8 @@ export function visible(text) {
   return text.replace(/ /g, '␣').replace(/\n/g, '↵').replace(/\t/g, '⇥');
 }
 
-export function tokenChip(tok, { showId = true, cls = '', testid = null, title = null } = {}) {
+// A token as a chip; `attrs` adds attributes (e.g. controls.activate's, to make it a button).
+export function tokenChip(tok, { showId = true, cls = '', testid = null, title = null, attrs = {} } = {}) {
   const txt = el('span', { class: 'txt' });
   for (const part of tok.text.split(/( |\n|\t)/)) {
     if (part === '') continue;
@@ -33,7 +34,7 @@ export function tokenChip(tok, { showId = true, cls = '', testid = null, title =
   const chip = el('span', {
     class: `chip ${tok.special ? 'special' : ''} ${cls}`.trim(),
     title: title || `${JSON.stringify(tok.text)}, id ${tok.id}${tok.special ? ', special token' : ''}`,
-    'data-testid': testid, dataset: { id: tok.id },
+    'data-testid': testid, dataset: { id: tok.id }, ...attrs,
   }, txt);
   if (showId) chip.append(el('span', { class: 'id', text: tok.id }));
   return chip;

@@ -1,49 +1,57 @@
-// Reading and filling the prompt-and-settings form.
-import { $ } from './dom.js';
+// The prompt-and-settings form: built from FACTS (ranges, defaults, formats, draft sources), read
+// into a request and filled back from one (an imported run, a permalink, a clicked candidate).
+import { $, el, fmtBytes } from './dom.js';
+import { FACTS, REQUEST_FIELDS } from './facts.js';
+import { FIELD_SEL, SEL } from './selectors.js';
 
-const num = (id) => {
-  const v = $(`#${id}`).value.trim();
+const NUMBER_FIELDS = ['max_new_tokens', 'temperature', 'top_k', 'top_p', 'seed', 'num_draft_tokens'];
+const CHECKBOX_FIELDS = ['chat', 'kv_cache'];
+
+function num(field) {
+  const v = $(FIELD_SEL[field]).value.trim();
   return v === '' ? null : Number(v);
-};
+}
+
+// min/max/default of every input and the options of both selects, from the server's facts.
+export function setUpForm() {
+  for (const f of NUMBER_FIELDS) {
+    const spec = FACTS.fields[f];
+    const input = $(FIELD_SEL[f]);
+    input.min = spec.min;            // an open bound (top-p > 0) is left to the server's message
+    input.max = spec.max;
+    if (spec.default !== null) input.value = spec.default;
+  }
+  for (const f of CHECKBOX_FIELDS) $(FIELD_SEL[f]).checked = FACTS.fields[f].default;
+  const quantDefault = FACTS.fields.quantization.default;
+  $(SEL.quantization).replaceChildren(...FACTS.quantizations.map((q) => el('option', {
+    value: q.name, title: q.label, selected: q.name === quantDefault,
+  }, `${q.name} (${q.bits_per_weight} bits/weight, ${fmtBytes(q.weight_bytes)})`)));
+  $(SEL.specSource).replaceChildren(...FACTS.draft_sources.map((d) => el('option', { value: d.name }, d.label)));
+}
 
 export function readForm() {
-  const spec = $('#speculative').checked && !$('#speculative').disabled;
-  return {
-    prompt: $('#prompt').value,
-    chat: $('#chat').checked,
-    max_new_tokens: num('max_new_tokens'),
-    temperature: num('temperature') ?? 0,
-    top_k: num('top_k'),
-    top_p: num('top_p'),
-    seed: num('seed'),
-    kv_cache: $('#kv_cache').checked,
-    quantization: $('#quantization').value,
-    speculative: spec ? $('#spec_source').value : null,
-    num_draft_tokens: num('num_draft_tokens') ?? 4,
-    batching: $('#batching').checked && !$('#batching').disabled,
-  };
+  const out = { prompt: $(SEL.prompt).value, quantization: $(SEL.quantization).value };
+  for (const f of CHECKBOX_FIELDS) out[f] = $(FIELD_SEL[f]).checked;
+  for (const f of NUMBER_FIELDS) out[f] = num(f);
+  out.speculative = $(SEL.speculative).checked ? $(SEL.specSource).value : null;
+  out.batching = $(SEL.batching).checked;
+  return out;
 }
 
 export function writeForm(s) {
-  const setVal = (id, v) => { $(`#${id}`).value = v === null || v === undefined ? '' : String(v); };
-  setVal('prompt', s.prompt);
-  $('#chat').checked = !!s.chat;
-  for (const k of ['max_new_tokens', 'temperature', 'top_k', 'top_p', 'seed']) setVal(k, s[k]);
-  $('#kv_cache').checked = s.kv_cache !== false;
-  if (s.quantization) setVal('quantization', s.quantization);
-  $('#speculative').checked = !!s.speculative;
-  if (s.speculative) setVal('spec_source', s.speculative);
-  if (s.num_draft_tokens) setVal('num_draft_tokens', s.num_draft_tokens);
+  const setVal = (sel, v) => { $(sel).value = v === null || v === undefined ? '' : String(v); };
+  setVal(SEL.prompt, s.prompt);
+  for (const f of CHECKBOX_FIELDS) $(FIELD_SEL[f]).checked = s[f] ?? FACTS.fields[f].default;
+  for (const f of NUMBER_FIELDS) setVal(FIELD_SEL[f], s[f]);
+  if (s.quantization) setVal(SEL.quantization, s.quantization);
+  $(SEL.speculative).checked = !!s.speculative;
+  if (s.speculative) setVal(SEL.specSource, s.speculative);
 }
 
-// The fields POST /api/stream accepts (docs/api.md); anything else is refused by the server.
-const API_FIELDS = ['prompt', 'chat', 'max_new_tokens', 'temperature', 'top_k', 'top_p', 'seed', 'kv_cache',
-  'quantization', 'speculative', 'num_draft_tokens', 'forced_ids'];
-
 export function requestBody(settings) {
-  return Object.fromEntries(API_FIELDS.filter((k) => settings[k] !== undefined).map((k) => [k, settings[k]]));
+  return Object.fromEntries(REQUEST_FIELDS.filter((k) => settings[k] !== undefined).map((k) => [k, settings[k]]));
 }
 
 export function batchPrompts() {
-  return $('#batch-prompts').value.split('\n').map((p) => p.trim()).filter(Boolean);
+  return $(SEL.batchPrompts).value.split('\n').map((p) => p.trim()).filter(Boolean);
 }

@@ -34,5 +34,6 @@ export async function importRun(file) {
   if (!header || !Array.isArray(data.steps) || !header.prompt_tokens || !header.request) {
     throw new Error('this file is not an llmviz run (expected "steps", "prompt_tokens" and "request")');
   }
-  return { id: data.id, header, steps: data.steps, timings: data.timings, stats: data.stats || {}, done: true, imported: true };
+  return { id: data.id, header, steps: data.steps, timings: data.timings, stats: data.stats || {}, done: true,
+    imported: true };
 }

@@ -1,7 +1,8 @@
 // Presenter mode (large type, full screen) and keyboard stepping: → or Space next, ← previous.
+
+// The button's label names what a press does, so it carries no aria-pressed (a toggle's label must not change).
 export function toggle(button) {
   const on = document.body.classList.toggle('presenter');
-  button.setAttribute('aria-pressed', String(on));
   button.textContent = on ? 'Leave presenter mode' : 'Presenter mode';
   if (on && document.documentElement.requestFullscreen && !document.fullscreenElement) {
     document.documentElement.requestFullscreen().catch(() => {});
@@ -12,7 +13,10 @@ export function toggle(button) {
   return on;
 }
 
-const typing = (target) => target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
+const typing = (target) => target
+  && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
+// Space on a focused button (or chip acting as one) presses it; it must not also step the view.
+const pressable = (target) => target && target.closest && target.closest('button, a, [role=button]');
 
 export function bindKeys({ next, prev, generate, togglePresenter }) {
   document.addEventListener('keydown', (e) => {
@@ -22,6 +26,7 @@ export function bindKeys({ next, prev, generate, togglePresenter }) {
       return;
     }
     if (typing(e.target) || e.altKey || e.ctrlKey || e.metaKey) return;
+    if (e.key === ' ' && pressable(e.target)) return;
     if (e.key === 'ArrowRight' || e.key === ' ') { e.preventDefault(); next(); }
     else if (e.key === 'ArrowLeft') { e.preventDefault(); prev(); }
     else if (e.key === 'p' || e.key === 'P') togglePresenter();

@@ -2,6 +2,7 @@
 // view can be shared as a permalink: the prompt and settings re-create the run (same
 // seed, same tokens), the rest re-opens the same step, stage, layer and head.
 import { STAGE_KEYS } from './constants.js';
+import { FACTS, REQUEST_FIELDS } from './facts.js';
 
 export const state = {
   run: null,          // {id, header, steps[], done, timings, stats, text, imported}
@@ -24,15 +25,12 @@ export function set(patch) {
   if (!urlTimer) urlTimer = setTimeout(() => { urlTimer = null; writeURL(); }, URL_WRITE_MS);
 }
 
-const SETTING_KEYS = ['prompt', 'chat', 'max_new_tokens', 'temperature', 'top_k', 'top_p', 'seed', 'kv_cache',
-  'quantization', 'speculative', 'num_draft_tokens', 'forced_ids'];
-
 // The run's own settings (including the seed it really used) go into the URL.
 export function writeURL() {
   const params = new URLSearchParams();
   const req = state.run && state.run.header && state.run.header.request;
   if (req) {
-    for (const k of SETTING_KEYS) {
+    for (const k of REQUEST_FIELDS) {
       const v = req[k];
       if (v === null || v === undefined || (Array.isArray(v) && !v.length)) continue;
       params.set(k, Array.isArray(v) ? v.join(',') : String(v));
@@ -45,23 +43,26 @@ export function writeURL() {
   history.replaceState(null, '', `${location.pathname}?${params}`);
 }
 
+// One URL parameter -> the field's value, by the field's type; absent means the server's default.
+function parseParam(raw, spec) {
+  if (raw === null || raw === '') return spec.default;
+  if (spec.type === 'int') return Number.parseInt(raw, 10);
+  if (spec.type === 'number') return Number(raw);
+  if (spec.type === 'bool') return raw === 'true';
+  if (spec.type === 'ids') return raw.split(',').map(Number);
+  return raw;
+}
+
 // -> {settings (or null when the URL has no prompt), view {step, stage, layer, head}}
 export function readURL() {
   const p = new URLSearchParams(location.search);
   const int = (k) => (p.has(k) && p.get(k) !== '' ? Number.parseInt(p.get(k), 10) : null);
-  const num = (k) => (p.has(k) && p.get(k) !== '' ? Number(p.get(k)) : null);
   const view = {
     step: int('step'), layer: int('layer'), head: int('head'),
     stage: STAGE_KEYS.includes(p.get('stage')) ? p.get('stage') : null,
   };
   if (!p.get('prompt')) return { settings: null, view };
-  const settings = {
-    prompt: p.get('prompt'), chat: p.get('chat') === 'true', max_new_tokens: int('max_new_tokens'),
-    temperature: num('temperature'), top_k: int('top_k'), top_p: num('top_p'), seed: int('seed'),
-    kv_cache: p.get('kv_cache') !== 'false', quantization: p.get('quantization') || 'fp32',
-    speculative: p.get('speculative') || null, num_draft_tokens: int('num_draft_tokens'),
-    forced_ids: p.get('forced_ids') ? p.get('forced_ids').split(',').map(Number) : [],
-  };
+  const settings = Object.fromEntries(REQUEST_FIELDS.map((k) => [k, parseParam(p.get(k), FACTS.fields[k])]));
   return { settings, view };
 }
 

@@ -3,63 +3,87 @@
 import * as api from '../api.js';
 import { SEQUENTIAL } from '../constants.js';
 import { el, tokenChip, visible } from '../dom.js';
-import { draw, paintMatrix, plotDiv } from '../plot.js';
-import { picker } from './controls.js';
+import { draw, paintMatrix, plotDiv, plotToken } from '../plot.js';
+import { activate, picker } from './controls.js';
 
-export function load(ctx) {
-  return api.attention(ctx.run.id, ctx.stepIndex, Math.min(ctx.layer, ctx.model.n_layers - 1));
+export async function load(ctx) {
+  const attn = await api.attention(ctx.run.id, ctx.stepIndex, Math.min(ctx.layer, ctx.model.n_layers - 1));
+  return { ...ctx, attn };
 }
 
-export function render(container, ctx, data) {
-  const cfg = ctx.model;
-  const layer = data.layer;
-  const head = Math.min(ctx.head, cfg.n_heads - 1);
-  const keys = data.key_tokens.map((t) => visible(t.text));
-  const queries = data.query_positions.map((p) => keys[p]);
+// The strongest weight of one head's matrix, said in words (the chart's text alternative).
+function strongest(z, queries, keys) {
+  let best = { q: 0, k: 0, w: -1 };
+  z.forEach((row, q) => row.forEach((w, k) => { if (w > best.w) best = { q, k, w }; }));
+  return `the strongest weight, ${best.w.toFixed(2)}, is from query ${visible(queries[best.q])} `
+    + `to key ${visible(keys[best.k])}`;
+}
+
+export function render(container, data) {
+  const { attn, model: cfg, setView } = data;
+  const layer = attn.layer;
+  const head = Math.min(data.head, cfg.n_heads - 1);
+  const keyTexts = attn.key_tokens.map((t) => t.text);
+  const queryTexts = attn.query_positions.map((p) => keyTexts[p]);
+  const keys = keyTexts.map(plotToken);
+  const queries = queryTexts.map(plotToken);
   const kx = keys.map((_, i) => i);
   const qy = queries.map((_, i) => i);
   const group = cfg.n_heads / cfg.n_kv_heads;
+  const first = Math.floor(head / group) * group;
 
   container.append(el('div', { class: 'view-controls' },
-    picker('Layer', cfg.n_layers, layer, (l) => ctx.setView({ layer: l })),
-    picker('Head', cfg.n_heads, head, (h) => ctx.setView({ head: h })),
+    picker('Layer', cfg.n_layers, layer, (l) => setView({ layer: l })),
+    picker('Head', cfg.n_heads, head, (h) => setView({ head: h })),
     el('span', { class: 'caption', text: cfg.n_kv_heads < cfg.n_heads
-      ? `Grouped-query attention: heads ${Math.floor(head / group) * group}–${Math.floor(head / group) * group + group - 1} share key/value head ${Math.floor(head / group)}.`
+      ? `Grouped-query attention: heads ${first}–${first + group - 1} share key/value head `
+        + `${Math.floor(head / group)}.`
       : 'Every head has its own keys and values.' })));
 
   const heat = plotDiv('plot');
   heat.dataset.testid = 'attention-heatmap';
   container.append(heat);
-  const z = data.probs[head];
+  const z = attn.probs[head];
   draw(heat, [{
-    type: 'heatmap', z, x: kx, y: qy, zmin: 0, zmax: 1, colorscale: SEQUENTIAL, colorbar: { thickness: 10, title: { text: 'weight' } },
+    type: 'heatmap', z, x: kx, y: qy, zmin: 0, zmax: 1, colorscale: SEQUENTIAL,
+    colorbar: { thickness: 10, title: { text: 'weight' } },
     hovertemplate: 'query %{y}, key %{x}: %{z:.3f}<extra></extra>',
   }], {
     title: { text: `Layer ${layer}, head ${head}` },
     height: Math.max(220, 120 + 26 * qy.length), margin: { l: 90, r: 20, t: 40, b: 90 },
-    xaxis: { tickvals: kx, ticktext: keys, tickangle: -45, title: { text: 'keys (earlier tokens)' }, tickfont: { size: keys.length > 24 ? 9 : undefined } },
-    yaxis: { tickvals: qy, ticktext: queries, autorange: 'reversed', title: { text: 'queries' }, tickfont: { size: qy.length > 24 ? 9 : undefined } },
-  });
-  container.append(el('p', { class: 'caption', text: 'Row: the token doing the looking (query). Column: the token looked at (key). Every row sums to 1. The upper-right triangle is empty because a token cannot look at tokens after it.' }));
+    xaxis: { tickvals: kx, ticktext: keys, tickangle: -45, title: { text: 'keys (earlier tokens)' },
+      tickfont: { size: keys.length > 24 ? 9 : undefined } },
+    yaxis: { tickvals: qy, ticktext: queries, autorange: 'reversed', title: { text: 'queries' },
+      tickfont: { size: qy.length > 24 ? 9 : undefined } },
+  }, `Attention heatmap, layer ${layer}, head ${head}: ${qy.length} queries by ${kx.length} keys; `
+    + `${strongest(z, queryTexts, keyTexts)}.`);
+  container.append(el('p', { class: 'caption', text: 'Row: the token doing the looking (query). Column: the token '
+    + 'looked at (key). Every row sums to 1. The upper-right triangle is empty because a token cannot look at '
+    + 'tokens after it.' }));
 
-  if (data.query_positions.length === 1 && data.cached_keys > 0) {
+  if (attn.query_positions.length === 1 && attn.cached_keys > 0) {
     const row = el('div', { class: 'tokens' });
-    data.key_tokens.forEach((t, i) => row.append(tokenChip(t, {
-      showId: false, cls: i < data.cached_keys ? 'cached' : 'new',
-      title: i < data.cached_keys ? 'key/value read from the KV cache' : 'key/value computed in this step' })));
+    attn.key_tokens.forEach((t, i) => row.append(tokenChip(t, {
+      showId: false, cls: i < attn.cached_keys ? 'cached' : 'new',
+      title: i < attn.cached_keys ? 'key/value read from the KV cache' : 'key/value computed in this step' })));
     container.append(el('h3', { text: 'Decode step: one new query against the cached keys' }), row,
-      el('p', { class: 'caption', text: `${data.cached_keys} key/value rows came from the KV cache (faded); 1 was computed in this step (outlined).` }));
-  } else if (ctx.step.kind === 'decode') {
-    container.append(el('p', { class: 'honest', text: `The KV cache is off: all ${data.query_positions.length} rows were recomputed in this step, although only the last one is needed for the next token.` }));
+      el('p', { class: 'caption', text: `${attn.cached_keys} key/value rows came from the KV cache (faded); `
+        + '1 was computed in this step (outlined).' }));
+  } else if (data.step.kind === 'decode') {
+    container.append(el('p', { class: 'honest', text: `The KV cache is off: all ${attn.query_positions.length} rows `
+      + 'were recomputed in this step, although only the last one is needed for the next token.' }));
   }
 
   const grid = el('div', { class: 'grid-heads' });
-  data.probs.forEach((m, h) => {
-    const canvas = el('canvas');
+  attn.probs.forEach((m, h) => {
+    const canvas = el('canvas', { 'aria-hidden': 'true' });
     paintMatrix(canvas, m);
-    grid.append(el('figure', { class: h === head ? 'active' : '', onclick: () => ctx.setView({ head: h }), title: `show head ${h}` },
-      canvas, el('figcaption', { text: `head ${h}` })));
+    grid.append(el('figure', {
+      class: h === head ? 'active' : '', title: `show head ${h}`, 'aria-label': `show head ${h}`,
+      'aria-current': h === head ? 'true' : null, ...activate(() => setView({ head: h })),
+    }, canvas, el('figcaption', { text: `head ${h}` })));
   });
   container.append(el('h3', { text: `All ${cfg.n_heads} heads of layer ${layer}` }), grid,
-    el('p', { class: 'caption', text: 'Bright = high weight (viridis). Heads specialise: some look at the previous token, some at the first token, some spread out.' }));
+    el('p', { class: 'caption', text: 'Bright = high weight (viridis). Heads specialise: some look at the previous '
+      + 'token, some at the first token, some spread out.' }));
 }

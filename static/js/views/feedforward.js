@@ -5,34 +5,47 @@ import { el } from '../dom.js';
 import { draw, plotDiv } from '../plot.js';
 import { picker } from './controls.js';
 
-export function load(ctx) {
-  return api.feedforward(ctx.run.id, ctx.stepIndex, Math.min(ctx.layer, ctx.model.n_layers - 1));
+export async function load(ctx) {
+  const ffn = await api.feedforward(ctx.run.id, ctx.stepIndex, Math.min(ctx.layer, ctx.model.n_layers - 1));
+  return { ...ctx, ffn };
 }
 
-export function render(container, ctx, data) {
-  const cfg = ctx.model;
-  const layer = data.layer;
+export function render(container, { ffn, model: cfg, setView }) {
+  const layer = ffn.layer;
   const act = cfg.arch === 'llama' ? 'SwiGLU (SiLU(gate) × up)' : 'GELU';
   container.append(el('div', { class: 'view-controls' },
-    picker('Layer', cfg.n_layers, layer, (l) => ctx.setView({ layer: l })),
-    el('span', { class: 'caption', text: `${data.size} hidden units after ${act}, for the last token of this step; width ${cfg.d_model} → ${data.size} → ${cfg.d_model}. Most activations are near 0; a few units fire strongly.` })));
+    picker('Layer', cfg.n_layers, layer, (l) => setView({ layer: l })),
+    el('span', { class: 'caption', text: `${ffn.size} hidden units after ${act}, for the last token of this step; `
+      + `width ${cfg.d_model} → ${ffn.size} → ${cfg.d_model}. `
+      + 'Most activations are near 0; a few units fire strongly.' })));
 
   const hist = plotDiv('plot small');
   const top = plotDiv('plot small');
   const resid = plotDiv('plot small');
   container.append(el('div', { class: 'charts two' }, hist, top), resid);
-  const e = data.histogram.edges;
-  const centers = data.histogram.counts.map((_, i) => (e[i] + e[i + 1]) / 2);
-  draw(hist, [{ type: 'bar', x: centers, y: data.histogram.counts, marker: { color: CATEGORY_COLORS[0] } }],
+  const e = ffn.histogram.edges;
+  const centers = ffn.histogram.counts.map((_, i) => (e[i] + e[i + 1]) / 2);
+  draw(hist, [{ type: 'bar', x: centers, y: ffn.histogram.counts, marker: { color: CATEGORY_COLORS[0] } }],
     { title: { text: `Activations, layer ${layer}` }, height: 260, bargap: 0.05,
-      xaxis: { title: { text: 'activation value' } }, yaxis: { title: { text: 'units' }, type: 'log' } });
-  draw(top, [{ type: 'bar', x: data.top_neurons.map((n) => `#${n.index}`), y: data.top_neurons.map((n) => n.value),
-    marker: { color: data.top_neurons.map((n) => (n.value >= 0 ? CATEGORY_COLORS[1] : CATEGORY_COLORS[4])) } }],
-  { title: { text: 'Strongest units' }, height: 260, xaxis: { type: 'category' } });
-  const layers = data.residual_norms.map((_, i) => i);
-  draw(resid, [{ type: 'scatter', mode: 'lines+markers', x: layers, y: data.residual_norms, line: { color: CATEGORY_COLORS[2] },
-    marker: { size: layers.map((l) => (l === layer ? 12 : 5)), color: layers.map((l) => (l === layer ? CATEGORY_COLORS[5] : CATEGORY_COLORS[2])) } }],
+      xaxis: { title: { text: 'activation value' } }, yaxis: { title: { text: 'units' }, type: 'log' } },
+    `Histogram of the ${ffn.size} activations of layer ${layer}, from ${e[0].toFixed(2)} to `
+      + `${e[e.length - 1].toFixed(2)}.`);
+  const neurons = ffn.top_neurons;
+  draw(top, [{ type: 'bar', x: neurons.map((n) => `#${n.index}`), y: neurons.map((n) => n.value),
+    marker: { color: neurons.map((n) => (n.value >= 0 ? CATEGORY_COLORS[1] : CATEGORY_COLORS[4])) } }],
+  { title: { text: 'Strongest units' }, height: 260, xaxis: { type: 'category' } },
+  `Bar chart of the strongest units: ${neurons.map((n) => `#${n.index} ${n.value.toFixed(2)}`).join(', ')}.`);
+  const norms = ffn.residual_norms;
+  const layers = norms.map((_, i) => i);
+  const mark = (here, other) => layers.map((l) => (l === layer ? here : other));
+  draw(resid, [{ type: 'scatter', mode: 'lines+markers', x: layers, y: norms, line: { color: CATEGORY_COLORS[2] },
+    marker: { size: mark(12, 5), color: mark(CATEGORY_COLORS[5], CATEGORY_COLORS[2]) } }],
   { title: { text: 'Residual stream size after each layer' }, height: 260,
-    xaxis: { title: { text: 'layer' } }, yaxis: { title: { text: 'vector length (L2 norm)' } } });
-  container.append(el('p', { class: 'caption', text: `Each block adds its attention and feed-forward output to the residual stream, so it grows from ${data.residual_norms[0].toFixed(1)} after layer 0 to ${data.residual_norms[data.residual_norms.length - 1].toFixed(1)} after layer ${cfg.n_layers - 1}.` }));
+    xaxis: { title: { text: 'layer' } }, yaxis: { title: { text: 'vector length (L2 norm)' } } },
+  `Line chart of the residual stream's length after each of ${norms.length} layers: `
+    + `${norms[0].toFixed(1)} after layer 0, ${norms[layer].toFixed(1)} after layer ${layer}, `
+    + `${norms[norms.length - 1].toFixed(1)} after the last.`);
+  container.append(el('p', { class: 'caption', text: 'Each block adds its attention and feed-forward output to the '
+    + `residual stream, so it grows from ${norms[0].toFixed(1)} after layer 0 to `
+    + `${norms[norms.length - 1].toFixed(1)} after layer ${cfg.n_layers - 1}.` }));
 }

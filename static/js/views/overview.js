@@ -5,6 +5,7 @@
 // step shown, never one per step computed), and settled() says when the motion is over.
 import * as api from '../api.js';
 import { $, fmtMs } from '../dom.js';
+import { SEL } from '../selectors.js';
 import { update, markSelection } from '../overview/draw.js';
 import { G, STAGE_HEADERS, build } from '../overview/layout.js';
 import { Player, lerp, reducedMotion, timeline } from '../overview/motion.js';
@@ -265,7 +266,7 @@ function open(patch) {
   lastCtx.setView(patch);
   lastCtx = { ...lastCtx, ...patch };
   show(lastCtx);
-  const stage = document.querySelector('.pipeline-panel');
+  const stage = $(SEL.pipeline);
   if (stage) stage.scrollIntoView({ block: 'start', behavior: reducedMotion() ? 'auto' : 'smooth' });
 }
 
@@ -302,5 +303,6 @@ function bindPicture(r) {
 }
 
 export const controls = () => ({
-  narration: $('#overview-narration'), legend: $('#overview-legend'), speed: $('#overview-speed'), replay: $('#overview-replay'),
+  narration: $(SEL.overviewNarration), legend: $(SEL.overviewLegend), speed: $(SEL.overviewSpeed),
+  replay: $(SEL.overviewReplay),
 });

@@ -5,9 +5,12 @@ import { el } from '../dom.js';
 
 export function build(nav, onSelect) {
   nav.replaceChildren();
+  nav.setAttribute('aria-label', 'Stages');
   STAGES.forEach((s, i) => {
     if (i) nav.append(el('span', { class: 'arrow', text: '→', 'aria-hidden': 'true' }));
-    nav.append(el('button', { type: 'button', 'data-testid': `stage-${s.key}`, dataset: { stage: s.key }, onclick: () => onSelect(s.key) }, `${i + 1}. ${s.title}`));
+    nav.append(el('button', {
+      type: 'button', 'data-testid': `stage-${s.key}`, dataset: { stage: s.key }, onclick: () => onSelect(s.key),
+    }, `${i + 1}. ${s.title}`));
   });
 }
 

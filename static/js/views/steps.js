@@ -1,13 +1,16 @@
 // The growing "Generation Steps" list and the text-so-far chips (one per generated token).
+// Both are keyboard-operable: a step is a button, a generated chip takes Tab, Enter and Space.
 import { el, fmtMs, pct, tokenChip, visible } from '../dom.js';
+import { activate } from './controls.js';
 
 export function renderOutput(container, run, current, onPick) {
   container.replaceChildren(...run.header.prompt_tokens.map((t) => tokenChip(t, { showId: false, cls: 'prompt' })));
   run.steps.forEach((s, i) => {
     for (const t of s.emitted) {
-      const chip = tokenChip(t, { showId: false, cls: `gen ${i === current ? 'current' : ''}`, testid: 'token' });
-      chip.addEventListener('click', () => onPick(i));
-      container.append(chip);
+      container.append(tokenChip(t, {
+        showId: false, cls: `gen ${i === current ? 'current' : ''}`, testid: 'token',
+        attrs: { ...activate(() => onPick(i)), 'aria-current': i === current ? 'step' : null },
+      }));
     }
   });
 }
@@ -18,20 +21,24 @@ export function appendStep(list, run, i, onPick) {
   const chosen = s.sampling.chosen;
   const p = s.sampling.candidates.find((c) => c.id === chosen.id);
   const forced = i < (run.header.request.forced_ids || []).length;
-  const item = el('li', { dataset: { step: i }, onclick: () => onPick(i), 'data-testid': 'step-item' },
-    el('span', { class: 'kind', text: `${i}. ${s.kind}` }),
-    el('span', { class: 'tok', text: s.emitted.map((t) => visible(t.text)).join(' ') }),
-    el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '' }),
-    s.speculative ? drafts(s.speculative) : null,
-    el('span', { class: 'ms', text: fmtMs(s.timings_ms.total) }));
+  const item = el('li', { dataset: { step: i }, 'data-testid': 'step-item' }, el('button', {
+    type: 'button', class: 'step-btn', onclick: () => onPick(i) },
+  el('span', { class: 'kind', text: `${i}. ${s.kind}` }),
+  el('span', { class: 'tok', text: s.emitted.map((t) => visible(t.text)).join(' ') }),
+  el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '' }),
+  s.speculative ? drafts(s.speculative) : null,
+  el('span', { class: 'ms', text: fmtMs(s.timings_ms.total) })));
   list.append(item);
 }
 
 // Speculative step: how many of the draft tokens the model accepted, e.g. "drafts 2/4".
 function drafts(spec) {
   if (!spec.draft.length) return el('span', { class: 'kind', text: 'no draft' });
-  return el('span', { class: spec.accepted ? 'draft-ok' : 'draft-bad', title: spec.draft.map((d) => `${visible(d.text)} ${d.accepted ? 'accepted' : 'rejected'}`).join(', '),
-    text: `drafts ${spec.accepted}/${spec.draft.length}` });
+  return el('span', {
+    class: spec.accepted ? 'draft-ok' : 'draft-bad',
+    title: spec.draft.map((d) => `${visible(d.text)} ${d.accepted ? 'accepted' : 'rejected'}`).join(', '),
+    text: `drafts ${spec.accepted}/${spec.draft.length}`,
+  });
 }
 
 export function renderSteps(list, run, onPick) {
@@ -44,7 +51,12 @@ export function renderSteps(list, run, onPick) {
 }
 
 export function markActive(list, i) {
-  for (const li of list.children) li.classList.toggle('active', Number(li.dataset.step) === i);
+  for (const li of list.children) {
+    const on = Number(li.dataset.step) === i;
+    li.classList.toggle('active', on);
+    const button = li.querySelector('button');
+    if (button) button.setAttribute('aria-current', on ? 'step' : 'false');
+  }
   // scroll the list's own panel only: scrollIntoView would also scroll the page away from the overview
   const active = list.querySelector('li.active');
   const panel = list.closest('.steps-panel');

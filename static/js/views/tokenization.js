@@ -1,10 +1,14 @@
 // Stage 1: the text cut into token chips with their ids.
 import { el, tokenChip } from '../dom.js';
 
-export function render(container, ctx) {
-  const { run, step } = ctx;
+// Everything is in the run's step summaries: nothing to fetch.
+export function load(ctx) {
+  return ctx;
+}
+
+export function render(container, { run, step, stepIndex, model }) {
   const h = run.header;
-  const context = [...h.prompt_tokens, ...run.steps.slice(0, ctx.stepIndex).flatMap((s) => s.emitted)];
+  const context = [...h.prompt_tokens, ...run.steps.slice(0, stepIndex).flatMap((s) => s.emitted)];
   const [start, end] = step.positions;
   const chips = el('div', { class: 'tokens' });
   context.forEach((tok, i) => {
@@ -20,7 +24,8 @@ export function render(container, ctx) {
           (special ? ` (${special} special)` : '') + '. All of them go through the model in this first step.'
         : `Step ${step.index} feeds ${end - start} token${end - start === 1 ? '' : 's'} (outlined). ` +
           (step.kv.reused_rows
-            ? `The ${step.kv.reused_rows} earlier tokens (faded) are not recomputed: their keys and values come from the KV cache.`
+            ? `The ${step.kv.reused_rows} earlier tokens (faded) are not recomputed: ` +
+              'their keys and values come from the KV cache.'
             : 'The KV cache is off, so every earlier token is run through the model again.')),
     chips,
   );
@@ -29,7 +34,7 @@ export function render(container, ctx) {
       'The chat template wrapped your message in special tokens before tokenizing: ',
       el('code', { text: JSON.stringify(h.prompt_text) })));
   }
-  const vocab = ctx.model.vocab_size;
+  const vocab = model.vocab_size;
   container.append(el('p', { class: 'caption' },
     `Vocabulary: ${vocab.toLocaleString()} tokens. Hover a chip for its exact text; ␣ is a space, ↵ a newline.`));
 }
