@@ -45,13 +45,14 @@ def weight_size(w) -> tuple:
 
 def block_weights(model) -> list:
     """Bytes and bits per weight of every block's tensors (matrices, norms, biases)."""
-    out = []
-    for i in range(model.config.n_layers):
-        prefix = f"layers.{i}."
-        sizes = [weight_size(w) for name, w in model.weights.items() if name.startswith(prefix)]
-        nbytes, count = sum(b for b, _ in sizes), sum(n for _, n in sizes)
-        out.append({"bytes": nbytes, "bits_per_weight": round(8.0 * nbytes / count, 2)})
-    return out
+    sums = [[0, 0] for _ in range(model.config.n_layers)]               # [bytes, weights] per block
+    for name, w in model.weights.items():
+        if name.startswith("layers."):
+            nbytes, count = weight_size(w)
+            layer = sums[int(name.split(".")[1])]
+            layer[0] += nbytes
+            layer[1] += count
+    return [{"bytes": b, "bits_per_weight": round(8.0 * b / n, 2)} for b, n in sums]
 
 
 def unembedding_weights(model) -> dict:

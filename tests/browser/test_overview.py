@@ -7,6 +7,7 @@ written to test-output/overview-perf.txt; run with -s to see them.
 """
 import re
 import statistics
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -204,7 +205,28 @@ def test_play_runs_the_stages_in_pipeline_order_smoothly(plain, shots):
     print(report)
     (shots.parent / "overview-perf.txt").write_text(report)
     assert p95 <= 50, report
+    moved = page.evaluate("() => window.__moved")
+    assert moved["dot"] and moved["fly"], "the pulse moves and the emitted token flies back"
     assert statistics.median(updates + page.stream_updates) < 50, report
+
+
+def test_the_speed_control_scales_the_motion(plain):
+    page = plain
+
+    def replay_seconds(speed):
+        page.select_option(tid("overview-speed"), speed)
+        t0 = time.perf_counter()
+        page.click(tid("overview-replay"))
+        expect(page.locator(f"{OV}.settled")).to_have_count(0)
+        expect(page.locator(f"{OV}.settled")).to_have_count(1, timeout=30_000)
+        return time.perf_counter() - t0
+
+    try:
+        normal, fast = replay_seconds("1"), replay_seconds("4")
+    finally:
+        page.select_option(tid("overview-speed"), "1")
+    print(f"one step's motion: {normal:.2f} s at 1x, {fast:.2f} s at 4x")
+    assert normal >= 1.0 and fast < normal / 2
 
 
 def test_presenter_mode_shows_the_overview_large(plain):
