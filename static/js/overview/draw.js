@@ -188,11 +188,14 @@ function drawOutput(refs, ov, geo) {
     const label = tokenLabel(t);
     // the exact token text stays in the DOM; a long one is squeezed to fit the chip
     setAttrs(c.text, { text: label, 'data-testid': 'overview-output',
-      textLength: [...label].length > 10 ? G.outW - 12 : null, lengthAdjust: [...label].length > 10 ? 'spacingAndGlyphs' : null });
+      textLength: [...label].length > 8 ? G.outW - 12 : null, lengthAdjust: [...label].length > 8 ? 'spacingAndGlyphs' : null });
     c.g.setAttribute('class', `ov-chip out ${spec ? (i < nAcc ? 'acc' : 'final') : ''} ${t.special ? 'special' : ''}`.trim());
   });
   geo.nOut = Math.min(ov.emitted.length, refs.outs.length);
   geo.outY = G.outY + (geo.nOut - 1) * G.chipStep + G.chipH / 2;
+  // a speculative step: the accepted drafts, then the token the model chose itself
+  const note = spec && ov.drafts.length ? [`${nAcc}/${ov.drafts.length} drafts ✓`, '+ own token'] : ['', ''];
+  refs.outNote.forEach((t, i) => setAttrs(t, { y: geo.outY + G.chipH / 2 + 14 + 14 * i, text: note[i] }));
 }
 
 function drawLanes(refs, lanes) {
@@ -213,7 +216,7 @@ function drawLanes(refs, lanes) {
 }
 
 function drawReturn(refs, geo, data) {
-  const x0 = G.outX + G.outW / 2;
+  const x0 = G.returnX;
   const y0 = geo.outY + G.chipH / 2;
   const x1 = G.chipX + G.chipW / 2;
   const r = 12;

@@ -25,8 +25,8 @@ export const G = {
   lanesY: 384,
   predX: 945, barX: 1022, barW: 70, barsY: 152, barStep: 22,
   sampX: 1122, sampW: 26, sampY: 108, sampH: 150,
-  outX: 1190, outW: 86, outY: 150,
-  returnY: 456,
+  outX: 1188, outW: 78, outY: 150,
+  returnY: 456, returnX: 1274,
 };
 
 export const STAGE_HEADERS = [
@@ -165,6 +165,7 @@ export function build(container, nLayers) {
     setAttrsOut(c, i);
     refs.outs.push(c);
   }
+  refs.outNote = [0, 1].map(() => svg('text', { x: G.outX + 2, class: 'ov-note ov-outnote' }, out));
   // the pulse and the token flying back (both hidden under reduced motion)
   refs.fly = chip(root, 'fly');
   refs.dot = svg('circle', { r: 8, class: 'ov-dot', visibility: 'hidden' }, root);

@@ -96,7 +96,11 @@ async function pump() {
     let data = null;
     try {
       data = await load(ctx);
-    } catch (err) {
+    } catch (err) {                              // e.g. an imported run this server does not hold
+      refs = build(box.container, refs.nLayers);
+      bindPicture(refs);
+      current = null;
+      box.legend.textContent = '';
       box.narration.textContent = `The overview could not load step ${ctx.stepIndex}: ${err.message}`;
     }
     loading = false;
@@ -143,8 +147,10 @@ function enter(seg) {
   if (seg.flight) {
     setAttrs(refs.dot, { visibility: 'hidden' });
     setAttrs(refs.fly.g, { visibility: 'visible' });
-    box.narration.textContent = current.data.last ? `${emittedText(ov)} is the last token of this run.`
-      : `${emittedText(ov)} is appended to the text and goes back in as the next step's input.`;
+    const many = ov.emitted.length > 1;
+    box.narration.textContent = current.data.last
+      ? `${emittedText(ov)} ${many ? 'are the last tokens' : 'is the last token'} of this run.`
+      : `${emittedText(ov)} ${many ? 'are appended to the text and go' : 'is appended to the text and goes'} back in as the next step's input.`;
     return;
   }
   if (prev !== seg.stage) for (const [key, h] of Object.entries(refs.headers)) toggle(h.g, 'active', key === seg.stage);
@@ -195,7 +201,7 @@ function resolveDrafts() {
 // 48 points evenly spaced along the return arc's three legs (down, left, up). Computed from
 // the geometry, not with getPointAtLength, which would force a layout of the whole page.
 function returnPoints(geo) {
-  const corners = [{ x: G.outX + G.outW / 2, y: geo.outY + G.chipH / 2 }, { x: G.outX + G.outW / 2, y: G.returnY },
+  const corners = [{ x: G.returnX, y: geo.outY + G.chipH / 2 }, { x: G.returnX, y: G.returnY },
     { x: G.chipX + G.chipW / 2, y: G.returnY }, { x: G.chipX + G.chipW / 2, y: geo.slotY }];
   const legs = corners.slice(1).map((c, i) => Math.hypot(c.x - corners[i].x, c.y - corners[i].y));
   const total = legs.reduce((a, b) => a + b, 0);
