@@ -66,7 +66,7 @@ def generate(page, prompt, tokens, kv_cache=True, speculative=False, quantizatio
     if batch:
         page.fill("[data-testid=batch-prompts]", "\n".join(batch))
     page.click("[data-testid=generate]")
-    expect(page.locator("#status")).to_contain_text("Done", timeout=300_000)
+    expect(page.locator("#status")).to_contain_text("Done: a batch" if batch else "Done", timeout=300_000)
 
 
 def settled(page, step=None):
