@@ -3,9 +3,9 @@
 // loop moves one dot (and, at the end, one chip); each frame changes a few attributes only.
 import { G, blockX } from './layout.js';
 
-export const STEP_MS = 1100;       // the measured stages of one step, stretched to this at 1×
-export const MIN_STAGE_MS = 120;   // so that a stage of 0.1 ms can still be seen
-export const FLIGHT_MS = 450;      // the emitted token's way back to the input
+export const STEP_MS = 1100; // the measured stages of one step, stretched to this at 1×
+export const MIN_STAGE_MS = 120; // so that a stage of 0.1 ms can still be seen
+export const FLIGHT_MS = 450; // the emitted token's way back to the input
 
 export const reducedMotion = () => window.matchMedia('(prefers-reduced-motion: reduce)').matches;
 
@@ -14,8 +14,14 @@ export function timeline(ov, geo, { reduced = false } = {}) {
   const t = ov.timings_ms;
   const L = ov.layers.length;
   // a speculative step's draft is proposed before the pass: it is shown with the input
-  const real = { tokenization: t.draft || 0, embedding: t.embed || 0, attention: t.attention || 0,
-    feedforward: t.feedforward || 0, prediction: t.prediction || 0, sampling: t.sampling || 0 };
+  const real = {
+    tokenization: t.draft || 0,
+    embedding: t.embed || 0,
+    attention: t.attention || 0,
+    feedforward: t.feedforward || 0,
+    prediction: t.prediction || 0,
+    sampling: t.sampling || 0,
+  };
   const realMs = Object.values(real).reduce((a, b) => a + b, 0);
   const k = realMs > 0 ? STEP_MS / realMs : 1;
   const scaled = (ms) => Math.max(MIN_STAGE_MS, ms * k);
@@ -28,8 +34,20 @@ export function timeline(ov, geo, { reduced = false } = {}) {
   let x = streamIn.x;
   for (let i = 0; i < L; i += 1) {
     const b = blockX(i, L);
-    segments.push({ stage: 'attention', layer: i, ms: (real.attention * k) / L, from: { x, y: G.residY }, to: { x: b.cx, y: G.residY } });
-    segments.push({ stage: 'feedforward', layer: i, ms: (real.feedforward * k) / L, from: { x: b.cx, y: G.residY }, to: { x: b.cx + b.pitch / 2, y: G.residY } });
+    segments.push({
+      stage: 'attention',
+      layer: i,
+      ms: (real.attention * k) / L,
+      from: { x, y: G.residY },
+      to: { x: b.cx, y: G.residY },
+    });
+    segments.push({
+      stage: 'feedforward',
+      layer: i,
+      ms: (real.feedforward * k) / L,
+      from: { x: b.cx, y: G.residY },
+      to: { x: b.cx + b.pitch / 2, y: G.residY },
+    });
     x = b.cx + b.pitch / 2;
   }
   const bars = { x: G.barX, y: G.barsY + 10 };
@@ -43,18 +61,23 @@ export function timeline(ov, geo, { reduced = false } = {}) {
 // Plays one timeline at a time; `speed` may change while it plays.
 export class Player {
   constructor(hooks) {
-    this.hooks = hooks;            // {enter(seg, i), frame(seg, f), end(completed)}
+    this.hooks = hooks; // {enter(seg, i), frame(seg, f), end(completed)}
     this.speed = 1;
     this.raf = 0;
     this.done = null;
   }
 
-  get running() { return this.raf !== 0; }
+  get running() {
+    return this.raf !== 0;
+  }
 
   play(segments) {
     this.cancel();
     const ends = [];
-    segments.reduce((a, s) => { ends.push(a + s.ms); return a + s.ms; }, 0);
+    segments.reduce((a, s) => {
+      ends.push(a + s.ms);
+      return a + s.ms;
+    }, 0);
     let elapsed = 0;
     let cur = -1;
     let last = null;
@@ -66,9 +89,12 @@ export class Player {
         last = now;
         while (cur < segments.length - 1 && (cur < 0 || elapsed >= ends[cur])) {
           cur += 1;
-          this.hooks.enter(segments[cur], cur);       // every stage is entered, in order
+          this.hooks.enter(segments[cur], cur); // every stage is entered, in order
         }
-        if (elapsed >= ends[segments.length - 1]) { this.finish(true); return; }
+        if (elapsed >= ends[segments.length - 1]) {
+          this.finish(true);
+          return;
+        }
         const s = segments[cur];
         this.hooks.frame(s, s.ms > 0 ? 1 - (ends[cur] - elapsed) / s.ms : 1);
         this.raf = requestAnimationFrame(frame);

@@ -4,21 +4,21 @@
 // keeps up with the newest step without ever holding up the token stream (one request per
 // step shown, never one per step computed), and settled() says when the motion is over.
 import * as api from '../api.js';
-import { $, fmtMs } from '../dom.js';
+import { $, el, fmtMs } from '../dom.js';
 import { SEL } from '../selectors.js';
 import { update, markSelection } from '../overview/draw.js';
-import { G, STAGE_HEADERS, build } from '../overview/layout.js';
+import { G, build } from '../overview/layout.js';
 import { Player, lerp, reducedMotion, timeline } from '../overview/motion.js';
 import { setAttrs, toggle, tokenLabel, pct } from '../overview/svg.js';
 
-const STAGE_NAMES = Object.fromEntries(STAGE_HEADERS.map((h) => [h.stage, h.label.replace(/^\d |[▲▼]/g, '').trim()]));
-let box = null;            // {container, narration, legend, speed, replay}
+const SPEEDS = [0.25, 0.5, 1, 2, 4]; // the motion's speed, relative to a step of about 2 s
+let box = null; // {container, narration, legend, speed, replay}
 let refs = null;
-let current = null;        // {data, geo, key, layer}
+let current = null; // {data, geo, key, layer}
 let lastCtx = null;
 let pending = null;
 let loading = false;
-let lit = null;            // the block half the pulse is in
+let lit = null; // the block half the pulse is in
 let waiters = [];
 let seenRun = null;
 const player = new Player({ enter, frame, end });
@@ -27,8 +27,14 @@ const player = new Player({ enter, frame, end });
 
 export async function load(ctx) {
   const ov = await api.detail(ctx.run.id, `${ctx.stepIndex}/overview?layer=${ctx.layer}`);
-  return { ov, lanes: lanesOf(ctx.run, ctx.stepIndex), stage: ctx.stage, layer: ctx.layer,
-    key: `${ctx.run.id}/${ctx.stepIndex}`, last: ctx.run.done && ctx.stepIndex === ctx.run.steps.length - 1 };
+  return {
+    ov,
+    lanes: lanesOf(ctx.run, ctx.stepIndex),
+    stage: ctx.stage,
+    layer: ctx.layer,
+    key: `${ctx.run.id}/${ctx.stepIndex}`,
+    last: ctx.run.done && ctx.stepIndex === ctx.run.steps.length - 1,
+  };
 }
 
 export function render(container, data) {
@@ -50,16 +56,25 @@ export function render(container, data) {
 // A batched run's rows in the same forward pass: the sibling runs' summaries of this step.
 function lanesOf(run, s) {
   const rows = (run.lanes || []).filter((r) => r.steps[s] && r.steps[s].batch_size);
-  return rows.map((r) => ({ input: r.steps[s].input_tokens[0], output: r.steps[s].emitted[0],
-    prompt: r.header.request.prompt, own: r === run }));
+  return rows.map((r) => ({
+    input: r.steps[s].input_tokens[0],
+    output: r.steps[s].emitted[0],
+    prompt: r.header.request.prompt,
+    own: r === run,
+  }));
 }
 
 // -- following the page --------------------------------------------------------------------
 
 export function init(container, controls) {
   box = { container, ...controls };
-  box.speed.addEventListener('change', () => { player.speed = Number(box.speed.value); });
-  box.replay.addEventListener('click', () => { if (current) animate(); });
+  box.speed.replaceChildren(...SPEEDS.map((s) => el('option', { value: s, text: `${s}×`, selected: s === 1 })));
+  box.speed.addEventListener('change', () => {
+    player.speed = Number(box.speed.value);
+  });
+  box.replay.addEventListener('click', () => {
+    if (current) animate();
+  });
   refs = build(container, controls.nLayers);
   bindPicture(refs);
   box.narration.textContent = 'Generate to see one step of the model move through this picture.';
@@ -69,15 +84,19 @@ export function show(ctx) {
   if (!box || !ctx.run || !ctx.run.id || !ctx.step) return;
   lastCtx = ctx;
   const key = `${ctx.run.id}/${ctx.stepIndex}`;
-  if (current && key === current.key && !pending) {            // same step: selection only
+  if (current && key === current.key && !pending) {
+    // same step: selection only
     markSelection(refs, ctx.stage, ctx.layer);
     if (ctx.layer !== current.layer) refresh(ctx);
     return;
   }
-  if (seenRun !== ctx.run) { seenRun = ctx.run; reveal(); }
+  if (seenRun !== ctx.run) {
+    seenRun = ctx.run;
+    reveal();
+  }
   pending = ctx;
-  if (player.running && !ctx.run.done) return;   // streaming: the newest step follows this one
-  player.cancel();                               // the learner (or Play) picked a step: show it now
+  if (player.running && !ctx.run.done) return; // streaming: the newest step follows this one
+  player.cancel(); // the learner (or Play) picked a step: show it now
   pump();
 }
 
@@ -96,7 +115,8 @@ async function pump() {
     let data = null;
     try {
       data = await load(ctx);
-    } catch (err) {                              // e.g. an imported run this server does not hold
+    } catch (err) {
+      // e.g. an imported run this server does not hold
       refs = build(box.container, refs.nLayers);
       bindPicture(refs);
       current = null;
@@ -121,7 +141,9 @@ async function refresh(ctx) {
       render(box.container, data);
       if (!running) markDone();
     }
-  } catch { /* keep the picture as it is */ }
+  } catch {
+    /* keep the picture as it is */
+  }
 }
 
 // -- motion --------------------------------------------------------------------------------
@@ -150,11 +172,13 @@ function enter(seg) {
     const many = ov.emitted.length > 1;
     box.narration.textContent = current.data.last
       ? `${emittedText(ov)} ${many ? 'are the last tokens' : 'is the last token'} of this run.`
-      : `${emittedText(ov)} ${many ? 'are appended to the text and go' : 'is appended to the text and goes'} back in as the next step's input.`;
+      : `${emittedText(ov)} ${many ? 'are appended to the text and go' : 'is appended to the text and goes'} ` +
+        "back in as the next step's input.";
     return;
   }
-  if (prev !== seg.stage) for (const [key, h] of Object.entries(refs.headers)) toggle(h.g, 'active', key === seg.stage);
-  if (seg.layer > 0 || (seg.layer === 0 && seg.stage === 'feedforward')) return;   // narrate the blocks once
+  if (prev !== seg.stage)
+    for (const [key, h] of Object.entries(refs.headers)) toggle(h.g, 'active', key === seg.stage);
+  if (seg.layer > 0 || (seg.layer === 0 && seg.stage === 'feedforward')) return; // narrate the blocks once
   if (seg.stage === 'attention') refs.root.classList.add('writing');
   if (seg.stage === 'sampling') resolveDrafts();
   box.narration.textContent = narrate(seg.stage, ov);
@@ -164,7 +188,10 @@ function frame(seg, f) {
   if (seg.flight) {
     const pts = current.geo.flight;
     const p = pts[Math.min(pts.length - 1, Math.round(f * (pts.length - 1)))];
-    refs.fly.g.setAttribute('transform', `translate(${(p.x - G.chipW / 2).toFixed(1)},${(p.y - G.chipH / 2).toFixed(1)})`);
+    refs.fly.g.setAttribute(
+      'transform',
+      `translate(${(p.x - G.chipW / 2).toFixed(1)},${(p.y - G.chipH / 2).toFixed(1)})`,
+    );
     return;
   }
   if (refs.root.classList.contains('reduced')) return;
@@ -193,22 +220,34 @@ function resolveDrafts() {
   refs.root.classList.add('resolved');
   if (refs.root.classList.contains('reduced')) return;
   for (const chip of refs.root.querySelectorAll('[data-testid=overview-draft][data-accepted=false]')) {
-    chip.animate([{ transform: 'translate(0,0)', opacity: 1 }, { transform: 'translate(0,26px)', opacity: 0.35 }],
-      { duration: 350, easing: 'ease-in', composite: 'add', fill: 'none' });
+    chip.animate(
+      [
+        { transform: 'translate(0,0)', opacity: 1 },
+        { transform: 'translate(0,26px)', opacity: 0.35 },
+      ],
+      { duration: 350, easing: 'ease-in', composite: 'add', fill: 'none' },
+    );
   }
 }
 
 // 48 points evenly spaced along the return arc's three legs (down, left, up). Computed from
 // the geometry, not with getPointAtLength, which would force a layout of the whole page.
 function returnPoints(geo) {
-  const corners = [{ x: G.returnX, y: geo.outY + G.chipH / 2 }, { x: G.returnX, y: G.returnY },
-    { x: G.chipX + G.chipW / 2, y: G.returnY }, { x: G.chipX + G.chipW / 2, y: geo.slotY }];
+  const corners = [
+    { x: G.returnX, y: geo.outY + G.chipH / 2 },
+    { x: G.returnX, y: G.returnY },
+    { x: G.chipX + G.chipW / 2, y: G.returnY },
+    { x: G.chipX + G.chipW / 2, y: geo.slotY },
+  ];
   const legs = corners.slice(1).map((c, i) => Math.hypot(c.x - corners[i].x, c.y - corners[i].y));
   const total = legs.reduce((a, b) => a + b, 0);
   return Array.from({ length: 48 }, (_, k) => {
     let d = (total * k) / 47;
     let i = 0;
-    while (i < legs.length - 1 && d > legs[i]) { d -= legs[i]; i += 1; }
+    while (i < legs.length - 1 && d > legs[i]) {
+      d -= legs[i];
+      i += 1;
+    }
     return lerp(corners[i], corners[i + 1], legs[i] ? Math.min(1, d / legs[i]) : 0);
   });
 }
@@ -224,23 +263,44 @@ function narrate(stage, ov) {
   const L = ov.layers.length;
   switch (stage) {
     case 'tokenization':
-      if (ov.drafts.length) return `Step ${ov.step}: the ${spec.source} draft guesses ${ov.drafts.length} tokens; they go in together with ${tokenLabel(ov.input_tokens[0])} to be checked in one pass.`;
-      return `Step ${ov.step}: ${n} token${n === 1 ? '' : 's'} go${n === 1 ? 'es' : ''} in. ` + (kv.reused
-        ? `${kv.reused} earlier positions come from the KV cache.` : kv.on ? 'The KV cache starts empty.' : `The KV cache is off: all ${kv.held} positions are computed again.`);
+      if (ov.drafts.length)
+        return (
+          `Step ${ov.step}: the ${spec.source} draft guesses ${ov.drafts.length} tokens; they go in together ` +
+          `with ${tokenLabel(ov.input_tokens[0])} to be checked in one pass.`
+        );
+      return (
+        `Step ${ov.step}: ${n} token${n === 1 ? '' : 's'} go${n === 1 ? 'es' : ''} in. ` +
+        (kv.reused
+          ? `${kv.reused} earlier positions come from the KV cache.`
+          : kv.on
+            ? 'The KV cache starts empty.'
+            : `The KV cache is off: all ${kv.held} positions are computed again.`)
+      );
     case 'embedding':
       return `Embedding: each token id picks a row of ${ov.model.d_model} numbers.`;
     case 'attention':
     case 'feedforward':
-      return `${L} blocks of attention and feed-forward: the logit lens's guess goes from ${tokenLabel(ov.layers[0].lens)} after layer 0 to ${tokenLabel(ov.layers[L - 1].lens)} after layer ${L - 1}.`;
+      return (
+        `${L} blocks of attention and feed-forward: the logit lens's guess goes from ` +
+        `${tokenLabel(ov.layers[0].lens)} after layer 0 to ${tokenLabel(ov.layers[L - 1].lens)} after layer ${L - 1}.`
+      );
     case 'prediction':
-      return `Prediction: ${ov.top.slice(0, 3).map((t) => `${tokenLabel(t)} ${pct(t.prob)}`).join(', ')}.`;
+      return `Prediction: ${ov.top
+        .slice(0, 3)
+        .map((t) => `${tokenLabel(t)} ${pct(t.prob)}`)
+        .join(', ')}.`;
     default: {
       const s = ov.sampling;
-      let text = s.greedy || s.u === null ? `Sampling: greedy, the top token ${tokenLabel(s.chosen)} is taken.`
-        : `Sampling: the random draw u = ${s.u.toFixed(3)} picks ${tokenLabel(s.chosen)} (${s.kept} tokens kept).`;
+      let text =
+        s.greedy || s.u === null
+          ? `Sampling: greedy, the top token ${tokenLabel(s.chosen)} is taken.`
+          : `Sampling: the random draw u = ${s.u.toFixed(3)} picks ${tokenLabel(s.chosen)} (${s.kept} tokens kept).`;
       if (ov.drafts.length) {
-        text += ` ${spec.accepted} of ${ov.drafts.length} drafts accepted` + (spec.accepted < ov.drafts.length
-          ? `; the model's own ${tokenLabel(spec.final)} replaces ${tokenLabel(ov.drafts[spec.accepted])}.` : `, plus the model's ${tokenLabel(spec.final)}.`);
+        text +=
+          ` ${spec.accepted} of ${ov.drafts.length} drafts accepted` +
+          (spec.accepted < ov.drafts.length
+            ? `; the model's own ${tokenLabel(spec.final)} replaces ${tokenLabel(ov.drafts[spec.accepted])}.`
+            : `, plus the model's ${tokenLabel(spec.final)}.`);
       }
       return text;
     }
@@ -252,11 +312,20 @@ function legend(ov) {
   const att = ov.attention;
   const norms = ov.layers.map((l) => l.resid_norm);
   const focus = ov.speculative ? ` Lens, arcs and prediction are for position #${ov.focus_position}.` : '';
-  const pace = t.slower >= 1.5 ? `${Math.round(t.slower)}× slower` : t.slower > 0.67 ? 'at about its real speed' : `${(1 / t.slower).toFixed(1)}× faster`;
-  return `Step ${ov.step} (${ov.kind}) took ${fmtMs(t.realMs)} on the CPU; the picture plays it ${pace} `
-    + `(each stage at least 0.12 s). Arcs: where #${att.query_position} looks in layer ${att.layer} (mean of ${att.heads} heads; width = weight). `
-    + `Stream thickness grows with the residual stream's norm (square-root scale), ${ov.embedding.focus_norm.toFixed(1)} after the embedding to ${norms[norms.length - 1].toFixed(0)} after the last block. `
-    + `Orange bars: feed-forward mean |activation|.${focus}`;
+  const pace =
+    t.slower >= 1.5
+      ? `${Math.round(t.slower)}× slower`
+      : t.slower > 0.67
+        ? 'at about its real speed'
+        : `${(1 / t.slower).toFixed(1)}× faster`;
+  return (
+    `Step ${ov.step} (${ov.kind}) took ${fmtMs(t.realMs)} on the CPU; the picture plays it ${pace} ` +
+    `(each stage at least 0.12 s). Arcs: where #${att.query_position} looks in layer ${att.layer} ` +
+    `(mean of ${att.heads} heads; width = weight). Stream thickness grows with the residual stream's norm ` +
+    `(square-root scale), ${ov.embedding.focus_norm.toFixed(1)} after the embedding to ` +
+    `${norms[norms.length - 1].toFixed(0)} after the last block. ` +
+    `Orange bars: feed-forward mean |activation|.${focus}`
+  );
 }
 
 // -- clicks and keys -----------------------------------------------------------------------
@@ -264,7 +333,8 @@ function legend(ov) {
 function reveal() {
   const panel = box.container.closest('section');
   const top = panel.getBoundingClientRect().top;
-  if (top < 0 || top > window.innerHeight * 0.45) panel.scrollIntoView({ block: 'start', behavior: reducedMotion() ? 'auto' : 'smooth' });
+  if (top < 0 || top > window.innerHeight * 0.45)
+    panel.scrollIntoView({ block: 'start', behavior: reducedMotion() ? 'auto' : 'smooth' });
 }
 
 function open(patch) {
@@ -288,11 +358,17 @@ function bindPicture(r) {
     const layer = e.target.closest('[data-layer]');
     const staged = e.target.closest('[data-stage]');
     if (!staged) return;
-    open(layer ? { stage: staged.dataset.stage, layer: Number(layer.dataset.layer) } : { stage: staged.dataset.stage });
+    open(
+      layer ? { stage: staged.dataset.stage, layer: Number(layer.dataset.layer) } : { stage: staged.dataset.stage },
+    );
   });
   r.root.addEventListener('keydown', (e) => {
     const head = e.target.closest('.ov-head');
-    if (head && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); e.stopPropagation(); open({ stage: head.dataset.stage }); }
+    if (head && (e.key === 'Enter' || e.key === ' ')) {
+      e.preventDefault();
+      e.stopPropagation();
+      open({ stage: head.dataset.stage });
+    }
   });
   r.blocks.addEventListener('keydown', (e) => {
     if (!lastCtx) return;
@@ -309,6 +385,8 @@ function bindPicture(r) {
 }
 
 export const controls = () => ({
-  narration: $(SEL.overviewNarration), legend: $(SEL.overviewLegend), speed: $(SEL.overviewSpeed),
+  narration: $(SEL.overviewNarration),
+  legend: $(SEL.overviewLegend),
+  speed: $(SEL.overviewSpeed),
   replay: $(SEL.overviewReplay),
 });
