@@ -14,45 +14,15 @@ export const MAX_CANDS = 11; // sampling candidates (top 10 + the chosen one)
 
 // x/y of every column and row (viewBox units; the SVG scales to the panel's width)
 export const G = {
-  header: 30,
-  chipX: 60,
-  chipW: 112,
-  chipY: 58,
-  chipH: 22,
-  chipStep: 26,
-  stripX: 190,
-  cellW: 4,
-  stripH: 16,
-  posY: 414,
-  posCellW: 3,
-  blocksX: 306,
-  blocksW: 624,
-  bitsY: 58,
-  mbY: 71,
-  numY: 87,
-  attnY: 92,
-  attnH: 70,
-  residY: 172,
-  ffnY: 182,
-  ffnH: 70,
-  lensY: 266,
-  kvY: 336,
-  kvH: 18,
-  lanesY: 384,
-  predX: 945,
-  barX: 1022,
-  barW: 70,
-  barsY: 152,
-  barStep: 22,
-  sampX: 1122,
-  sampW: 26,
-  sampY: 108,
-  sampH: 150,
-  outX: 1188,
-  outW: 78,
-  outY: 150,
-  returnY: 456,
-  returnX: 1274,
+  header: 30, // stage titles
+  chipX: 60, chipW: 112, chipY: 58, chipH: 22, chipStep: 26, // 1. token chips, one row each
+  stripX: 190, cellW: 4, stripH: 16, posY: 414, posCellW: 3, // 2. embedding strips; position strip
+  blocksX: 306, blocksW: 624, bitsY: 58, mbY: 71, numY: 87, // 3-4. blocks and their labels
+  attnY: 92, attnH: 70, residY: 172, ffnY: 182, ffnH: 70, lensY: 266,
+  kvY: 336, kvH: 18, lanesY: 384, // KV cache cells; batch lanes' labels
+  predX: 945, barX: 1022, barW: 70, barsY: 152, barStep: 22, // 5. prediction
+  sampX: 1122, sampW: 26, sampY: 108, sampH: 150, // 6. sampling
+  outX: 1188, outW: 78, outY: 150, returnY: 456, returnX: 1274, // output and the return arc
 };
 
 export const STAGE_HEADERS = [

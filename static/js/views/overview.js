@@ -17,7 +17,7 @@ let refs = null;
 let current = null; // {data, geo, key, layer}
 let lastCtx = null;
 let pending = null;
-let loading = false;
+let pumping = false; // a loop is loading, drawing and moving the pending steps
 let lit = null; // the block half the pulse is in
 let waiters = [];
 let seenRun = null;
@@ -47,7 +47,7 @@ export function render(container, data) {
   setAttrs(refs.root, { 'data-step': data.ov.step });
   geo.flight = returnPoints(geo);
   setAttrs(refs.fly.text, { text: tokenLabel(data.ov.emitted[data.ov.emitted.length - 1], 11) });
-  box.legend.textContent = legend(data.ov);
+  if (box) box.legend.textContent = legend(data.ov);
   current = { data, geo, key: data.key, layer: data.layer };
   performance.measure('overview-update', 'overview-update-start');
   return geo;
@@ -102,16 +102,18 @@ export function show(ctx) {
 
 // Resolves when the step shown has finished moving and no other step is waiting.
 export function settled() {
-  if (!loading && !pending && !player.running) return Promise.resolve();
+  if (!pumping && !pending && !player.running) return Promise.resolve();
   return new Promise((resolve) => waiters.push(resolve));
 }
 
+// One loop at a time: a step that arrives while it loads or moves waits in `pending` (only the
+// newest is kept), and a cancelled motion lets the loop go straight on to it.
 async function pump() {
-  if (loading) return;
+  if (pumping) return;
+  pumping = true;
   while (pending) {
     const ctx = pending;
     pending = null;
-    loading = true;
     let data = null;
     try {
       data = await load(ctx);
@@ -123,11 +125,11 @@ async function pump() {
       box.legend.textContent = '';
       box.narration.textContent = `The overview could not load step ${ctx.stepIndex}: ${err.message}`;
     }
-    loading = false;
     if (!data || pending) continue;
     render(box.container, data);
     await animate();
   }
+  pumping = false;
   const w = waiters;
   waiters = [];
   w.forEach((resolve) => resolve());
