@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from .forward import StageClock, forward
-from .generate import Generation
+from .generate import Generation, GenerationRequest
 
 
 def step_together(gens):
@@ -42,7 +42,7 @@ def step_together(gens):
 
 def batchable(gen) -> bool:
     """Past its prefill, with a KV cache and no speculative draft: needs one token per step."""
-    return bool(gen.trace.steps) and gen.kv_cache and not gen.speculative
+    return bool(gen.trace.steps) and gen.request.kv_cache and not gen.speculative
 
 
 def generate_batch(model, prompts, max_new_tokens=32, temperature=0.0, top_k=None, top_p=None,
@@ -50,12 +50,13 @@ def generate_batch(model, prompts, max_new_tokens=32, temperature=0.0, top_k=Non
     """Generate for every prompt at once. -> one GenerationResult per prompt, in order.
 
     seed: one int (every row uses it, as if run alone with that seed), a list of ints, or None.
-    Other keyword arguments go to Generation (e.g. prompt_ids is not supported here; pass text).
+    Other keyword arguments are GenerationRequest fields (prompt_ids is not supported here; pass text).
     """
     prompts = list(prompts)
     seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed] * len(prompts)
     t0 = time.perf_counter()
-    gens = [Generation(model, p, max_new_tokens, temperature, top_k, top_p, s, trace, **kwargs)
+    gens = [Generation(model, GenerationRequest(prompt=p, max_new_tokens=max_new_tokens, temperature=temperature,
+                                                top_k=top_k, top_p=top_p, seed=s, trace=trace, **kwargs))
             for p, s in zip(prompts, seeds)]
     finished_at = [None] * len(gens)
     max_batch = max_batch or len(gens)

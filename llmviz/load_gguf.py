@@ -4,6 +4,9 @@ Format: the GGUF spec (ggml docs/gguf.md). Parsing and block dequantization
 (Q4_0, Q4_1, Q8_0, Q4_K, F16, F32, ...) are done by the `gguf` package from the
 llama.cpp project. What is llama.cpp-specific and undone here:
 
+The result is llmviz/forward.py's canonical weights (lm_head [D, V]); names and shapes are
+checked first (llmviz/tensors.py).
+
 * ggml stores a matrix with ne = [in, out]; the reader hands it to NumPy as
   [out, in] (PyTorch's Linear layout). We transpose to [in, out] for `x @ W`.
 * convert_hf_to_gguf.py permutes the rows of attn_q / attn_k so that ggml's
@@ -15,6 +18,7 @@ from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
 from .config import ModelConfig
+from .tensors import check_tensors
 
 CONTROL_TOKEN = 3  # llama.cpp token type for special tokens like <|im_start|>
 
@@ -39,7 +43,9 @@ def read_config(reader) -> ModelConfig:
                          "GPT-2 models load from a Hugging Face directory.")
     n_heads = int(field(reader, "llama.attention.head_count"))
     names = {t.name for t in reader.tensors}
-    emb = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    emb = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+    if emb is None:
+        raise ValueError("GGUF file has no tensor 'token_embd.weight'")
     return ModelConfig(
         arch="llama",
         n_layers=int(field(reader, "llama.block_count")),
@@ -65,33 +71,48 @@ def read_tensor(t) -> np.ndarray:
     return np.ascontiguousarray(a.reshape(shape), dtype=np.float32)
 
 
+def gguf_tensors(cfg: ModelConfig) -> dict:
+    """The tensors a llama GGUF must hold -> their shapes in NumPy's [out, in] order."""
+    D, F, V, d, H, Hkv = cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.d_head, cfg.n_heads, cfg.n_kv_heads
+    shapes = {"token_embd.weight": (V, D), "output_norm.weight": (D,)}
+    if not cfg.tied_embeddings:
+        shapes["output.weight"] = (V, D)
+    for i in range(cfg.n_layers):
+        p = f"blk.{i}."
+        shapes.update({p + "attn_norm.weight": (D,), p + "ffn_norm.weight": (D,),
+                       p + "attn_q.weight": (H * d, D), p + "attn_k.weight": (Hkv * d, D),
+                       p + "attn_v.weight": (Hkv * d, D), p + "attn_output.weight": (D, H * d),
+                       p + "ffn_gate.weight": (F, D), p + "ffn_up.weight": (F, D), p + "ffn_down.weight": (D, F)})
+    return shapes
+
+
 def load_weights(reader, cfg: ModelConfig) -> dict:
+    """Checks names and shapes before dequantizing anything, then converts: [out, in] -> [in, out]
+    for x @ W, q/k rows unpermuted, q/k/v and gate/up concatenated."""
     raw = {t.name: t for t in reader.tensors}
+    check_tensors({n: tuple(int(k) for k in reversed(t.shape)) for n, t in raw.items()}, gguf_tensors(cfg),
+                  "GGUF file")
 
-    def get(name, shape):
-        if name not in raw:
-            raise ValueError(f"GGUF file has no tensor {name!r}")
-        a = read_tensor(raw[name])
-        assert a.shape == shape, f"{name}: expected {shape}, got {a.shape}"
-        return a
+    def get(name):
+        return read_tensor(raw[name])
 
-    D, F, V, d = cfg.d_model, cfg.d_ff, cfg.vocab_size, cfg.d_head
+    def t(a):                                            # [out, in] -> [in, out]
+        return np.ascontiguousarray(a.T)
+
     H, Hkv = cfg.n_heads, cfg.n_kv_heads
-    w = {"tok_emb": get("token_embd.weight", (V, D))}
+    w = {"tok_emb": get("token_embd.weight")}                                            # [V, D]
     for i in range(cfg.n_layers):
         p, q = f"blk.{i}.", f"layers.{i}."
-        wq = unpermute(get(p + "attn_q.weight", (H * d, D)), H)
-        wk = unpermute(get(p + "attn_k.weight", (Hkv * d, D)), Hkv)
-        wv = get(p + "attn_v.weight", (Hkv * d, D))
-        w[q + "attn_norm.w"] = get(p + "attn_norm.weight", (D,))
-        w[q + "attn.wqkv"] = np.ascontiguousarray(np.concatenate([wq, wk, wv]).T)     # [D, (H+2Hkv)d]
-        w[q + "attn.wo"] = np.ascontiguousarray(get(p + "attn_output.weight", (D, H * d)).T)  # [Hd, D]
-        w[q + "ffn_norm.w"] = get(p + "ffn_norm.weight", (D,))
-        gate, up = get(p + "ffn_gate.weight", (F, D)), get(p + "ffn_up.weight", (F, D))
-        w[q + "ffn.w_gate_up"] = np.ascontiguousarray(np.concatenate([gate, up]).T)   # [D, 2F]
-        w[q + "ffn.w_down"] = np.ascontiguousarray(get(p + "ffn_down.weight", (D, F)).T)  # [F, D]
-    w["final_norm.w"] = get("output_norm.weight", (D,))
-    w["lm_head"] = w["tok_emb"] if cfg.tied_embeddings else get("output.weight", (V, D))  # [V, D]
+        wq = unpermute(get(p + "attn_q.weight"), H)
+        wk = unpermute(get(p + "attn_k.weight"), Hkv)
+        w[q + "attn_norm.w"] = get(p + "attn_norm.weight")
+        w[q + "attn.wqkv"] = t(np.concatenate([wq, wk, get(p + "attn_v.weight")]))     # [D, (H+2Hkv)d]
+        w[q + "attn.wo"] = t(get(p + "attn_output.weight"))                            # [Hd, D]
+        w[q + "ffn_norm.w"] = get(p + "ffn_norm.weight")
+        w[q + "ffn.w_gate_up"] = t(np.concatenate([get(p + "ffn_gate.weight"), get(p + "ffn_up.weight")]))  # [D, 2F]
+        w[q + "ffn.w_down"] = t(get(p + "ffn_down.weight"))                            # [F, D]
+    w["final_norm.w"] = get("output_norm.weight")
+    w["lm_head"] = w["tok_emb"].T if cfg.tied_embeddings else t(get("output.weight"))  # [D, V]
     return w
 
 

@@ -68,9 +68,8 @@ def save_cache(folder: Path, cfg: ModelConfig, weights: dict, tok_spec: dict, in
     for name, a in weights.items():
         if name == "tok_emb" and cfg.tied_embeddings:
             continue                      # it is lm_head.T: stored once, see read_cache()
-        if name == "lm_head":             # [V, D] -> [D, V]: x @ W reads a C-ordered matrix fastest
-            a = np.ascontiguousarray(a.T)
-        np.save(tmp / f"{name}.npy", a)
+        # C order, the one x @ W reads fastest (a tied lm_head [D, V] arrives as a view of tok_emb)
+        np.save(tmp / f"{name}.npy", np.ascontiguousarray(a))
     meta = {"config": cfg.to_dict(), "tokenizer": tok_spec, "info": info}
     (tmp / "meta.json").write_text(json.dumps(meta))
     try:
@@ -130,6 +129,6 @@ def load_model(name_or_path=None, quantization="fp32", log=print) -> Model:
                   tokenizer=Tokenizer(tok_spec), info=info)
     if quantization != "fp32":
         from .quant import quantize_model
-        model = quantize_model(model, quantization)
+        model = quantize_model(model, quantization, log=log)
     model.info["load_seconds"] = round(time.perf_counter() - t0, 3)
     return model

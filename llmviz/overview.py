@@ -28,16 +28,6 @@ EMBED_TOKENS = 10       # strips drawn (the step's last input tokens)
 TOP_BARS = 5            # probability bars of the prediction
 
 
-def focus_position(summary) -> int:
-    """The position whose prediction the step is about: the engine's focus position when the
-    summary has one; else a speculative step's last accepted token (its logits chose the
-    step's final token), else the last input."""
-    if "focus_position" in summary:
-        return summary["focus_position"]
-    spec = summary.get("speculative")
-    return summary["positions"][0] + spec["accepted"] if spec else summary["positions"][1] - 1
-
-
 def weight_size(w) -> tuple:
     """-> (bytes as stored, number of weights) of an array or a quantized matrix."""
     return int(w.nbytes), int(np.prod(w.shape))
@@ -116,7 +106,7 @@ def step_overview(trace, summary: dict, model, layer: int) -> dict:
     the run stored it (with draft tokens as text); `layer` selects the attention arcs."""
     t0 = time.perf_counter()
     s = summary["index"]
-    focus = focus_position(summary)
+    focus = summary["focus_position"]                                 # what lens, arcs and top describe
     lens = trace.logit_lens(s)["layers"]                              # L x top-5
     ffn = [trace.feedforward(s, i, bins=1, top=1) for i in range(model.config.n_layers)]
     norms = ffn[0]["residual_norms"] if ffn else []
@@ -138,9 +128,7 @@ def step_overview(trace, summary: dict, model, layer: int) -> dict:
         "unembedding": unembedding_weights(model),
         "top": summary["top"][:TOP_BARS],
         "sampling": {"greedy": sampling["greedy"], "u": sampling["u"], "temperature": sampling["temperature"],
-                     "kept": sampling["kept"], "chosen": sampling["chosen"],
-                     "candidates": [{k: c[k] for k in ("id", "text", "special", "p_final")}
-                                    for c in sampling["candidates"]]},
+                     "kept": sampling["kept"], "chosen": sampling["chosen"], "draw": sampling["draw"]},
         "speculative": summary.get("speculative"),
         "drafts": drafts(summary, model.tokenizer),
         "batch_size": summary.get("batch_size", 1),

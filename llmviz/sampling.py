@@ -1,9 +1,13 @@
 """Choosing the next token from the logits: greedy, temperature, top-k, top-p.
 
 Order as in Hugging Face's generate(): temperature, then top-k, then top-p
-(Holtzman et al. 2020). The random draw is one uniform number u in [0, 1): the
-chosen token is the first whose cumulative probability exceeds u, so a recorded
-(seed, u) explains every choice.
+(Holtzman et al. 2020). The random draw is one uniform number u in [0, 1). The
+tokens are laid end to end in descending probability (ties: lower token id first),
+each covering an interval [start, end) of [0, 1) as wide as its probability; the
+chosen token is the one whose interval contains u. That is the order the page draws
+the cumulative bar in, so a recorded (seed, u) explains every choice at a glance.
+(Before this order was introduced the walk went by token id; seeded runs from then
+may sample differently.)
 """
 from dataclasses import dataclass
 
@@ -51,10 +55,21 @@ def filtered_distribution(logits, s: SamplingSettings) -> np.ndarray:
     return (p / p.sum()).astype(np.float32)
 
 
+def draw_intervals(probs):
+    """The walk of a draw over a distribution [V]: the token ids with p > 0 in descending
+    probability (ties: lower id first) -> (ids [K], starts [K], ends [K]), the cumulative
+    interval [start, end) of each as a fraction of the total (float64; the last end is 1)."""
+    ids = np.flatnonzero(probs)                                        # [K]
+    ids = ids[np.argsort(-probs[ids], kind="stable")]                  # stable: equal p keep id order
+    cum = np.cumsum(probs[ids], dtype=np.float64)                      # [K]
+    ends = cum / cum[-1]
+    return ids, np.concatenate([[0.0], ends[:-1]]), ends
+
+
 def draw(probs, u: float) -> int:
-    """The token whose cumulative-probability interval contains u."""
-    cum = np.cumsum(probs, dtype=np.float64)
-    return int(min(np.searchsorted(cum, u * cum[-1], side="right"), probs.size - 1))
+    """The token whose interval (see draw_intervals) contains u, 0 <= u < 1."""
+    ids, _, ends = draw_intervals(probs)
+    return int(ids[min(np.searchsorted(ends, u, side="right"), ids.size - 1)])
 
 
 def sample(logits, s: SamplingSettings, rng):

@@ -12,7 +12,7 @@ A request therefore joins the running batch at the next step and leaves when it 
 are different model objects and are batched separately.
 
     scheduler = Scheduler(max_batch=16)
-    for step in scheduler.submit(Generation(model, "Hello", max_new_tokens=20)):
+    for step in scheduler.submit(Generation(model, GenerationRequest(prompt="Hello", max_new_tokens=20))):
         ...   # closing the iterator (or calling .cancel()) stops the generation
 
 A Generation submitted here must not be iterated elsewhere at the same time.
@@ -59,6 +59,10 @@ class StepStream:
 
 
 class Scheduler:
+    """Runs the steps of every submitted Generation on one background thread, batching the
+    decode steps of runs on the same model object (continuous batching, see the module
+    docstring). submit() returns a StepStream; shutdown() stops the thread and ends every stream."""
+
     def __init__(self, max_batch=16):
         self.max_batch = int(max_batch)
         self._lock = threading.Condition()
@@ -99,7 +103,7 @@ class Scheduler:
         """-> the streams to step now (called with the lock held)."""
         for s in self._waiting + self._running:
             if s.cancelled.is_set():
-                s.gen.done = True          # a later next() on the Generation stops too
+                s.gen.stop("cancelled")    # a later next() on the Generation stops too
             if s.gen.done:
                 s.queue.put(_DONE)
         self._running = [s for s in self._running if not (s.cancelled.is_set() or s.gen.done)]
@@ -123,7 +127,7 @@ class Scheduler:
                 self._step(streams)
             except Exception as exc:  # noqa: BLE001 - a bug here must not leave clients waiting forever
                 for s in streams:
-                    s.gen.done = True
+                    s.gen.stop(f"error: {exc}")
                     s.queue.put(exc)
 
     def _step(self, streams):
@@ -146,7 +150,7 @@ class Scheduler:
             steps = compute()
         except Exception as exc:   # noqa: BLE001 - reported to the request that caused it
             for s in streams:
-                s.gen.done = True
+                s.gen.stop(f"error: {exc}")
                 s.queue.put(exc)
             return
         for s, step in zip(streams, steps):

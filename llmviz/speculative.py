@@ -15,7 +15,8 @@ settings p_i and q_i are point masses, so the rule reads "accept while the draft
 the target's argmax, then emit the target's argmax": the output is identical to plain
 greedy decoding.
 
-Draft sources (each a small class with propose() and rollback()):
+Draft sources (each a small class with propose(ids, γ, sampling, rng) and rollback(n); each
+gets only what it uses: the vocabulary size, the target model and its cache, or a draft model):
     "prompt-lookup"  copy what followed the last n-gram earlier in the context (Saxena 2023,
                      "Prompt Lookup Decoding"); no model, q is a point mass
     "early-exit"     the first k layers of the same model, then its final norm and unembedding
@@ -104,11 +105,12 @@ def prompt_lookup(ids, gamma, max_ngram=MAX_NGRAM, min_ngram=1):
 class PromptLookupDraft:
     name = "prompt-lookup"
 
-    def __init__(self, gen, max_ngram=MAX_NGRAM, min_ngram=MIN_NGRAM):
+    def __init__(self, vocab_size, max_ngram=MAX_NGRAM, min_ngram=MIN_NGRAM):
         self.max_ngram, self.min_ngram = max_ngram, min_ngram
-        self.V = gen.model.config.vocab_size
+        self.V = vocab_size
 
-    def propose(self, gen, ids, gamma):
+    def propose(self, ids, gamma, sampling, rng):
+        """-> up to γ draft tokens [n] and their point-mass distributions q [n, V]."""
         drafts = prompt_lookup(ids, gamma, self.max_ngram, self.min_ngram)
         return drafts, point_masses(drafts, self.V)
 
@@ -119,25 +121,25 @@ class PromptLookupDraft:
 class EarlyExitDraft:
     name = "early-exit"
 
-    def __init__(self, gen, n_layers=None):
-        L = gen.model.config.n_layers
+    def __init__(self, model, cache, n_layers=None):
+        L = model.config.n_layers
+        self.model, self.cache = model, cache          # the target and its own KV cache
         self.n_layers = int(n_layers or default_exit_layer(L))
         if not 0 < self.n_layers < L:
             raise ValueError(f"early exit needs 0 < layers < {L}, got {self.n_layers}")
 
-    def propose(self, gen, ids, gamma):
-        """Runs the first k layers one token at a time in the target's cache, then rewinds it:
-        the verify pass recomputes (and overwrites) those rows with every layer."""
-        cache, start = gen.cache, gen.cache.length
-        token, drafts, qs = ids[-1], [], []
+    def propose(self, ids, gamma, sampling, rng):
+        """Runs the first k layers one token at a time in the target's cache, then truncates it
+        back: the verify pass recomputes (and overwrites) those rows with every layer."""
+        start, token, drafts, qs = self.cache.length, ids[-1], [], []
         for _ in range(gamma):
-            logits = forward(gen.model, np.asarray([[token]]), [cache], n_layers=self.n_layers)[0, -1]
-            q = filtered_distribution(logits, gen.sampling)              # [V]
-            token, _ = pick(q, gen.sampling.greedy, gen.rng)
+            logits = forward(self.model, np.asarray([[token]]), [self.cache], n_layers=self.n_layers)[0, -1]
+            q = filtered_distribution(logits, sampling)                  # [V]
+            token, _ = pick(q, sampling.greedy, rng)
             drafts.append(token)
             qs.append(q)
-        cache.length = start
-        return drafts, np.stack(qs) if qs else np.zeros((0, gen.model.config.vocab_size), np.float32)
+        self.cache.truncate(start)
+        return drafts, np.stack(qs) if qs else np.zeros((0, self.model.config.vocab_size), np.float32)
 
     def rollback(self, valid):
         pass
@@ -152,24 +154,23 @@ def default_exit_layer(n_layers):
 class ModelDraft:
     name = "draft-model"
 
-    def __init__(self, gen, draft_model):
-        target = gen.model
+    def __init__(self, draft_model, target, max_len):
         if draft_model.config.vocab_size != target.config.vocab_size or \
                 draft_model.tokenizer.encode("Hello, world!") != target.tokenizer.encode("Hello, world!"):
             raise ValueError(f"the draft model {draft_model.name} does not share the tokenizer of {target.name}")
         self.model = draft_model
         self.name = f"draft-model:{draft_model.name}:{draft_model.quantization}"
-        self.cache = KVCache(draft_model.config, gen.cache.max_len)
+        self.cache = KVCache(draft_model.config, max_len)     # the draft's own
 
-    def propose(self, gen, ids, gamma):
+    def propose(self, ids, gamma, sampling, rng):
         """Catches the draft's own cache up with the context (first call: the whole prompt),
         then drafts γ tokens one at a time."""
         drafts, qs = [], []
         new = ids[self.cache.length:]                                   # tokens the draft has not seen
         logits = forward(self.model, np.asarray([new]), [self.cache])[0, -1]
         for i in range(gamma):
-            q = filtered_distribution(logits, gen.sampling)
-            token, _ = pick(q, gen.sampling.greedy, gen.rng)
+            q = filtered_distribution(logits, sampling)                  # [V]
+            token, _ = pick(q, sampling.greedy, rng)
             drafts.append(token)
             qs.append(q)
             if i < gamma - 1:
@@ -178,7 +179,7 @@ class ModelDraft:
 
     def rollback(self, valid):
         """Keep only the rows of tokens that are now part of the text."""
-        self.cache.length = min(self.cache.length, valid)
+        self.cache.truncate(min(self.cache.length, valid))
 
 
 def truncated_model(model, n_layers):
@@ -191,17 +192,18 @@ def truncated_model(model, n_layers):
                    config=replace(model.config, n_layers=n_layers))
 
 
-def make_drafter(spec, gen, early_exit_layers=None):
-    """None | "prompt-lookup" | "early-exit" | a Model -> a draft source (or None)."""
+def make_drafter(spec, model, cache, early_exit_layers=None):
+    """None | "prompt-lookup" | "early-exit" | a Model -> a draft source (or None) for a run
+    of `model` whose KV cache is `cache`."""
     if spec is None:
         return None
     if isinstance(spec, str):
         if spec == "prompt-lookup":
-            return PromptLookupDraft(gen)
+            return PromptLookupDraft(model.config.vocab_size)
         if spec == "early-exit":
-            return EarlyExitDraft(gen, early_exit_layers)
+            return EarlyExitDraft(model, cache, early_exit_layers)
         raise ValueError(f"unknown speculative draft {spec!r}: use 'prompt-lookup', 'early-exit' or a Model")
-    return ModelDraft(gen, spec)
+    return ModelDraft(spec, model, cache.max_len)
 
 
 # -- bookkeeping --------------------------------------------------------------------------

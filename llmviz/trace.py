@@ -7,14 +7,21 @@ sampling decision that followed it. A Trace is the run: prompt tokens and steps.
 Compact JSON (`Trace.summary()`, `Step.summary()`) is small enough to stream per
 step; the large parts (attention matrices, embedding vectors, logit lens) are
 computed from the stored arrays on request (`attention()`, `embedding()`,
-`logit_lens()`, `feedforward()`). docs/trace.md describes every field.
+`logit_lens()`, `feedforward()`). docs/api.md describes every field.
+
+Every view of a step describes one position, the step's focus: the input row whose
+prediction produced the last token the step emitted. For a plain step it is the last
+input position; for a speculative verify pass it is the row after the accepted drafts
+(not the last draft row). forward() keeps per-position vectors for the rows whose
+logits it returns (the last row, or all γ+1 rows of a verify pass), so the focus row
+is always among them.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .ops import softmax
-from .sampling import tempered
+from .sampling import draw_intervals, tempered
 
 TOP_N = 10        # candidates shown for prediction and sampling
 LENS_TOP = 5      # tokens shown per layer in the logit lens
@@ -54,7 +61,8 @@ class Step:
     start: int                     # position of the first of them
     reused_rows: int               # K/V rows taken from the cache instead of recomputed
     cache_bytes: int               # bytes of K/V held after this step
-    logits: np.ndarray             # [V] of the last position, float32
+    logits: np.ndarray             # [V] of the focus row, float32
+    focus: int                     # row of input_ids whose prediction gave the last emitted token
     sampling: dict                 # settings, u, final probs
     emitted: list                  # token ids this step added to the text
     seconds: dict                  # stage -> wall seconds
@@ -68,6 +76,7 @@ class Step:
             "index": self.index,
             "kind": self.kind,
             "positions": [self.start, self.start + len(self.input_ids)],
+            "focus_position": self.focus_position,
             "input_tokens": [token_dict(tok, i) for i in self.input_ids],
             "kv": {"reused_rows": self.reused_rows, "computed_rows": len(self.input_ids),
                    "cache_bytes": self.cache_bytes},
@@ -80,9 +89,18 @@ class Step:
         }
         if self.rec:
             out["residual_norms"] = [r4(self.rec[f"layers.{i}.resid_norm"]) for i in range(n_layers)]
-            out["attention_focus"] = [
-                [int(np.argmax(h[-1])) for h in self.rec[f"layers.{i}.attn.probs"]] for i in range(n_layers)]
+            out["attention_focus"] = [[int(np.argmax(h[self.focus])) for h in self.rec[f"layers.{i}.attn.probs"]]
+                                      for i in range(n_layers)]     # per layer and head: the key most attended
         return out
+
+    @property
+    def focus_position(self) -> int:
+        return self.start + self.focus
+
+    def at_focus(self, name):
+        """A per-position recording ([R, ...], the last R input rows) at the focus row."""
+        a = self.rec[name]
+        return a[self.focus - (len(self.input_ids) - a.shape[0])]
 
     def sampling_summary(self, tok, probs, order) -> dict:
         s, final = self.sampling, self.sampling["probs"]
@@ -96,7 +114,20 @@ class Step:
                             "p_temperature": round(float(p_temp[i]), 6),
                             "p_final": round(float(final[i]), 6)} for i in ids],
             "chosen": token_dict(tok, s["chosen"]),
+            "draw_order": "descending p_final, ties by lower token id",
+            "draw": None if s["u"] is None else self.draw_summary(tok, final, s["chosen"]),
         }
+
+    @staticmethod
+    def draw_summary(tok, final, chosen) -> list:
+        """The start of the draw's walk (sampling.draw_intervals): the TOP_N most likely tokens
+        in the order the draw visits them, plus the chosen token if it comes later, each with
+        its rank in the walk and its cumulative interval [start, end) of [0, 1)."""
+        ids, starts, ends = draw_intervals(final)
+        ranks = list(range(min(TOP_N, ids.size)))
+        ranks += [int(k) for k in np.flatnonzero(ids == chosen) if k >= TOP_N]
+        return [{**token_dict(tok, ids[k]), "rank": k, "p": round(float(final[ids[k]]), 6),
+                 "start": float(starts[k]), "end": float(ends[k])} for k in ranks]
 
 
 @dataclass
@@ -144,6 +175,7 @@ class Trace:
         keys = (self.all_ids()[: st.start] + list(st.input_ids))[: probs.shape[-1]]
         return {"step": step, "layer": layer,
                 "query_positions": list(range(st.start, st.start + len(st.input_ids))),
+                "focus_position": st.focus_position,
                 "key_tokens": [token_dict(self.tok, i) for i in keys],
                 "cached_keys": st.reused_rows,
                 "probs": r4(probs)}
@@ -153,6 +185,7 @@ class Trace:
         st = self.steps[step]
         vec = rec["embed.tokens"]                                        # [T, D]
         out = {"step": step, "tokens": [token_dict(self.tok, i) for i in st.input_ids],
+               "focus_position": st.focus_position,
                "vectors": r4(vec), "norms": r4(np.linalg.norm(vec, axis=-1))}
         if "embed.positions" in rec:
             out["position"] = {"kind": "learned", "vectors": r4(rec["embed.positions"])}
@@ -167,24 +200,29 @@ class Trace:
         return out
 
     def feedforward(self, step: int, layer: int, bins: int = 40, top: int = 12) -> dict:
-        act = self._rec(step, f"layers.{layer}.ffn.act")                  # [F]
+        """The feed-forward activations of one layer at the step's focus position."""
+        self._rec(step, f"layers.{layer}.ffn.act")
+        st = self.steps[step]
+        act = st.at_focus(f"layers.{layer}.ffn.act")                     # [F]
         counts, edges = np.histogram(act, bins=bins)
         order = top_ids(np.abs(act), top)
-        return {"step": step, "layer": layer, "size": int(act.size),
+        return {"step": step, "layer": layer, "size": int(act.size), "focus_position": st.focus_position,
                 "histogram": {"counts": counts.tolist(), "edges": r4(edges)},
                 "top_neurons": [{"index": int(i), "value": round(float(act[i]), 4)} for i in order],
                 "mean_abs": round(float(np.mean(np.abs(act))), 4),
-                "residual_norms": [r4(self._rec(step, f"layers.{i}.resid_norm")[-1])
+                "residual_norms": [r4(st.rec[f"layers.{i}.resid_norm"][st.focus])
                                    for i in range(self.model.config.n_layers)]}
 
     def logit_lens(self, step: int) -> dict:
-        """What each layer's residual stream would predict if decoding stopped there."""
+        """What each layer's residual stream at the focus position would predict if decoding stopped there."""
         from .forward import final_hidden_to_logits
         L = self.model.config.n_layers
-        resid = np.stack([self._rec(step, f"layers.{i}.resid_last") for i in range(L)])  # [L, D]
+        self._rec(step, None)
+        st = self.steps[step]
+        resid = np.stack([st.at_focus(f"layers.{i}.resid") for i in range(L)])    # [L, D]
         probs = softmax(final_hidden_to_logits(self.model, resid))      # [L, V]
         layers = []
         for layer in range(L):
             order = top_ids(probs[layer], LENS_TOP)
             layers.append([{**token_dict(self.tok, i), "prob": round(float(probs[layer, i]), 5)} for i in order])
-        return {"step": step, "layers": layers}
+        return {"step": step, "focus_position": st.focus_position, "layers": layers}

@@ -119,3 +119,80 @@ def test_reconversion_removes_the_stale_cache(tmp_path, monkeypatch):
     llmviz.load_model(model_dir, log=lambda *_: None)
     second = sorted((tmp_path / "cache" / "weights").iterdir())
     assert len(first) == len(second) == 1 and first != second
+
+
+def tiny_checkpoint(tmp_path, model, edit):
+    """A copy of a tiny fixture directory whose model.safetensors went through edit(raw)."""
+    from safetensors.numpy import load_file, save_file
+    for f in ("config.json", "tokenizer.json"):
+        shutil.copy(FIXTURES / model / f, tmp_path)
+    raw = load_file(str(FIXTURES / model / "model.safetensors"))
+    edit(raw)
+    save_file(raw, str(tmp_path / "model.safetensors"))
+    return tmp_path
+
+
+def test_missing_tensor_message_gives_the_expected_shape(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMVIZ_CACHE", str(tmp_path / "cache"))
+    path = tiny_checkpoint(tmp_path, "tiny-llama", lambda raw: raw.pop("model.layers.1.mlp.up_proj.weight"))
+    with pytest.raises(ValueError) as e:
+        llmviz.load_model(path)
+    assert str(e.value) == "checkpoint has no tensor 'model.layers.1.mlp.up_proj.weight', expected shape (128, 64)"
+
+
+def test_wrong_shape_names_the_tensor_and_both_shapes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMVIZ_CACHE", str(tmp_path / "cache"))
+
+    def narrow(raw):
+        raw["transformer.h.0.attn.c_proj.weight"] = np.zeros((64, 32), np.float32)
+    with pytest.raises(ValueError) as e:
+        llmviz.load_model(tiny_checkpoint(tmp_path, "tiny-gpt2", narrow))
+    assert str(e.value) == "checkpoint: tensor 'h.0.attn.c_proj.weight' has shape (64, 32), expected (64, 64)"
+
+
+def test_unknown_tensor_is_refused(tmp_path, monkeypatch):
+    """The key sets must match (nanoGPT's from_pretrained): a tensor the engine would ignore
+    means a different architecture, e.g. Qwen3's q_norm."""
+    monkeypatch.setenv("LLMVIZ_CACHE", str(tmp_path / "cache"))
+
+    def extra(raw):
+        raw["model.layers.0.self_attn.q_norm.weight"] = np.ones(16, np.float32)
+    with pytest.raises(ValueError) as e:
+        llmviz.load_model(tiny_checkpoint(tmp_path, "tiny-llama", extra))
+    assert str(e.value) == "checkpoint has tensors this model does not use: model.layers.0.self_attn.q_norm.weight"
+
+
+def test_gguf_missing_tensor_is_named_before_anything_is_dequantized():
+    from gguf import GGUFReader
+
+    from llmviz import load_gguf
+    reader = GGUFReader(str(FIXTURES / "tiny-llama-gguf" / "tiny-llama-Q8_0.gguf"))
+    cfg = load_gguf.read_config(reader)
+    reader.tensors = [t for t in reader.tensors if t.name != "blk.1.ffn_up.weight"]
+    with pytest.raises(ValueError) as e:
+        load_gguf.load_weights(reader, cfg)
+    assert str(e.value) == "GGUF file has no tensor 'blk.1.ffn_up.weight', expected shape (128, 64)"
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_loaders_return_lm_head_as_d_by_v(name):
+    """The documented layout (forward.py): lm_head [D, V], the unembedding of x @ W."""
+    from llmviz import load_hf
+    cfg, w, _, _ = load_hf.load(FIXTURES / name)
+    assert w["lm_head"].shape == (cfg.d_model, cfg.vocab_size)
+    if cfg.tied_embeddings:
+        assert np.shares_memory(w["lm_head"], w["tok_emb"])
+
+
+def test_bf16_reader_refuses_an_unknown_dtype(tmp_path):
+    """A file is read as bf16 only when its header says BF16; a dtype it cannot widen is named."""
+    import struct
+
+    from llmviz.load_hf import read_tensors
+    header = {"a": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]},
+              "b": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [4, 6]}}
+    h = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(h)) + h + bytes(6))
+    with pytest.raises(ValueError) as e:
+        read_tensors(tmp_path)
+    assert str(e.value) == "model.safetensors: tensor 'b' has dtype F8_E4M3, expected BF16, F16 or F32"

@@ -4,7 +4,7 @@ import pytest
 
 import llmviz
 from llmviz.ops import softmax
-from llmviz.sampling import SamplingSettings, draw, filtered_distribution, sample
+from llmviz.sampling import SamplingSettings, draw, draw_intervals, filtered_distribution, sample
 
 LOGITS = np.array([3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0, -3.0], np.float32)
 
@@ -42,9 +42,47 @@ def test_top_p_keeps_smallest_set_reaching_p(top_p):
     assert set(kept) == set(range(len(kept)))         # the most likely tokens
 
 
-def test_draw_follows_cumulative_intervals():
+def test_draw_walks_the_tokens_in_descending_probability():
+    """Intervals laid out as the page stacks them: token 2 [0, 0.7), token 1 [0.7, 0.9), token 0 [0.9, 1)."""
     p = np.array([0.1, 0.2, 0.7], np.float32)
-    assert [draw(p, u) for u in (0.0, 0.09, 0.11, 0.29, 0.31, 0.999)] == [0, 0, 1, 1, 2, 2]
+    assert [draw(p, u) for u in (0.0, 0.69, 0.71, 0.89, 0.91, 0.999)] == [2, 2, 1, 1, 0, 0]
+
+
+def test_draw_breaks_ties_by_lower_token_id_and_skips_zeros():
+    p = np.array([0.0, 0.25, 0.5, 0.0, 0.25], np.float32)
+    ids, starts, ends = draw_intervals(p)
+    assert ids.tolist() == [2, 1, 4]
+    assert starts.tolist() == [0.0, 0.5, 0.75] and ends.tolist() == [0.5, 0.75, 1.0]
+    assert [draw(p, u) for u in (0.1, 0.6, 0.8, 0.9999)] == [2, 1, 4, 4]
+
+
+SAMPLED = [dict(temperature=0.7), dict(temperature=1.0, top_k=5), dict(temperature=1.3, top_p=0.9),
+           dict(temperature=1.0, top_k=40, top_p=0.95)]
+
+
+@pytest.mark.parametrize("settings", SAMPLED, ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()))
+def test_u_falls_in_the_chosen_tokens_interval_in_the_order_shown(real_model, settings):
+    """Issue 9: for every sampled step, u lies in the chosen token's slice of the cumulative
+    bar, in the order the step summary lists (descending p_final, ties by token id)."""
+    sampled = 0
+    for seed in range(4):
+        r = llmviz.generate(real_model, "Once upon a time", max_new_tokens=6, seed=seed, trace=True, **settings)
+        for step in r.trace.summary()["steps"]:
+            s = step["sampling"]
+            walk = s["draw"]
+            assert [w["rank"] for w in walk[:10]] == list(range(min(10, s["kept"])))
+            assert all(a["end"] == b["start"] for a, b in zip(walk[:10], walk[1:10]))      # laid end to end
+            assert all((a["p"], -a["id"]) >= (b["p"], -b["id"]) for a, b in zip(walk, walk[1:]))
+            chosen = [w for w in walk if w["id"] == s["chosen"]["id"]]
+            assert len(chosen) == 1 and chosen[0]["start"] <= s["u"] < chosen[0]["end"]
+            assert chosen[0]["id"] == step["emitted"][0]["id"]
+            sampled += 1
+    assert sampled == 24
+
+
+def test_greedy_steps_have_no_draw(real_model):
+    r = llmviz.generate(real_model, "Once upon a time", max_new_tokens=2, trace=True)
+    assert [s["sampling"]["draw"] for s in r.trace.summary()["steps"]] == [None, None]
 
 
 def test_sampled_frequencies_match_distribution():

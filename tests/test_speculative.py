@@ -162,6 +162,12 @@ def test_attention_of_a_verify_pass_shows_the_rejected_drafts_as_keys(real_model
     st, att = r.trace.steps[i], r.trace.attention(rejected[0], 0)
     assert [k["id"] for k in att["key_tokens"][st.start:]] == st.input_ids      # [last, draft_1, ..., draft_γ]
     assert att["query_positions"] == list(range(st.start, st.start + len(st.input_ids)))
+    focus = st.start + st.extra["speculative"]["accepted"]                   # the row that gave the emitted token
+    assert att["focus_position"] == focus < att["query_positions"][-1]
+    summary = r.trace.summary()["steps"][i]
+    lens = r.trace.logit_lens(i)
+    assert summary["focus_position"] == lens["focus_position"] == focus
+    assert lens["layers"][-1][0]["id"] == summary["top"][0]["id"] == summary["emitted"][-1]["id"]   # greedy
 
 
 def test_resampled_token_shows_the_residual_distribution(real_model):

@@ -37,7 +37,7 @@ def computed_steps(gen):
     """
     scheduler = ext().get("scheduler")
     steps = scheduler.submit(gen) if scheduler is not None else iter(gen)
-    return time_limited(steps, gen, getattr(gen, "time_limit_s", None))
+    return time_limited(steps, gen, gen.request.time_limit_s)
 
 
 def json_body():
@@ -53,14 +53,14 @@ def new_run(settings) -> Run:
     text = model.tokenizer.apply_chat_template(settings["prompt"]) if settings["chat"] else settings["prompt"]
     kwargs = {"max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"],
               "top_k": settings["top_k"], "top_p": settings["top_p"], "seed": settings["seed"],
-              "trace": True, "kv_cache": settings["kv_cache"], "forced_ids": settings["forced_ids"]}
+              "trace": True, "kv_cache": settings["kv_cache"], "forced_ids": settings["forced_ids"],
+              "time_limit_s": current_app.config["LLMVIZ_RUN_SECONDS"]}
     if settings["speculative"]:
         kwargs.update(speculative=settings["speculative"], num_draft_tokens=settings["num_draft_tokens"])
     try:
-        gen = llmviz.Generation(model, text, **kwargs)
+        gen = llmviz.Generation(model, llmviz.GenerationRequest(prompt=text, **kwargs))
     except ValueError as e:                      # empty after tokenizing, or longer than the context
         raise ApiError(400, str(e), "prompt") from None
-    gen.time_limit_s = current_app.config["LLMVIZ_RUN_SECONDS"]   # read by computed_steps (limits.py)
     return Run(gen.trace, {**settings, "prompt_text": text, "seed": gen.seed}, model, gen)
 
 

@@ -22,7 +22,7 @@ QUANT_LABELS = {                       # what each format stores (quant.py's doc
     "fp32": "float32, 4 bytes per weight",
     "int8": "int8, one float32 scale per output channel",
     "int8-g32": "int8, one float32 scale per 32 weights",
-    "int4": "int4 (two per byte), one float32 scale per 32 weights",
+    "int4": "int4 (two per byte), a float32 scale and minimum per 32 weights",
 }
 DRAFT_SOURCES = {                      # name in a request -> label on the page
     "prompt-lookup": "prompt lookup",

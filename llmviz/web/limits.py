@@ -28,9 +28,8 @@ def time_limited(steps, gen, seconds):
         for step in steps:
             yield step
             if deadline is not None and time.monotonic() > deadline and not gen.done:
-                gen.done = True              # result() must not compute the rest either
-                gen.trace.timings["stopped"] = (f"the server's time limit of {seconds} s per run was reached "
-                                                f"after {len(gen.new_ids)} tokens")
+                gen.stop(f"the server's time limit of {seconds} s per run was reached "   # result() stops too
+                         f"after {len(gen.new_ids)} tokens")
                 return
     finally:
         getattr(steps, "close", lambda: None)()   # a scheduler stream: cancel the generation

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import OrderedDict
 
+from llmviz.generate import generated_text
 from llmviz.trace import token_dict
 
 from .facts import run_model
@@ -40,8 +41,6 @@ class Run:
 
     def finish(self, result=None):
         self.result = result if result is not None else self.gen.result()
-        if self.gen is not None:
-            self.gen.cache = None         # the KV cache is only needed while generating
         self.status = "done"
 
     def new_ids(self) -> list:
@@ -53,8 +52,7 @@ class Run:
     def text(self) -> str:
         if self.result is not None:
             return self.result.text
-        tok = self.model.tokenizer
-        return tok.decode([i for i in self.new_ids() if i not in tok.eos_ids])
+        return generated_text(self.model.tokenizer, self.new_ids())
 
     def header(self) -> dict:
         """What the page needs before the first step: the run id, model card and prompt tokens."""

@@ -242,6 +242,26 @@ def test_presenter_mode_shows_the_overview_large(plain):
         page.click("#presenter-btn")
 
 
+def test_the_draw_u_lands_in_the_chosen_tokens_slice(browser, live_server):
+    page = watch(new_page(browser, live_server))
+    try:
+        page.fill("#temperature", "0.9")
+        page.fill("#seed", "5")
+        generate(page, PROMPT, 3)
+        settled(page, 2)
+        summary = api(page, live_server, f"runs/{run_id(page)}/steps/2")["sampling"]
+        u = page.locator(".ov-u")
+        expect(u).to_have_attribute("visibility", "visible")
+        expect(page.locator(".ov-samp")).to_contain_text(f"u = {summary['u']:.3f}")
+        chosen = page.locator(".ov-cand.chosen")
+        expect(chosen).to_have_count(1)
+        y, top, height = (float(v) for v in (u.get_attribute("y1"), chosen.get_attribute("y"),
+                                              chosen.get_attribute("height")))
+        assert top <= y <= top + height, (y, top, height)
+    finally:
+        page.context.close()
+
+
 def test_kv_cache_off_recomputes_every_cell(browser, live_server):
     page = watch(new_page(browser, live_server))
     try:

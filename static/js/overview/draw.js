@@ -215,18 +215,21 @@ function drawPrediction(refs, ov) {
   });
 }
 
+// The draw's walk (the summary's sampling.draw): each kept token owns the interval [start, end)
+// of [0, 1) in the order the sampler visits them; u lands in the chosen token's interval.
+// Greedy decoding draws nothing: the whole bar is the top token.
 function drawSampling(refs, ov, geo) {
   const s = ov.sampling;
-  let y = G.sampY;
+  const walk = s.draw || [{ ...s.chosen, start: 0, end: 1 }];
   geo.uY = G.sampY + G.sampH / 2;
-  const kept = s.candidates.filter((c) => c.p_final > 0);
   refs.cands.forEach((rect, i) => {
-    const c = kept[i];
+    const c = walk[i];
     if (!c) {
       setAttrs(rect, { visibility: 'hidden' });
       return;
     }
-    const h = c.p_final * G.sampH;
+    const y = G.sampY + c.start * G.sampH;
+    const h = (c.end - c.start) * G.sampH;
     const chosen = c.id === s.chosen.id;
     setAttrs(rect, {
       visibility: 'visible',
@@ -235,9 +238,8 @@ function drawSampling(refs, ov, geo) {
       class: `ov-cand ${chosen ? 'chosen' : ''} ${i % 2 ? 'odd' : ''}`,
     });
     if (chosen) geo.uY = y + h / 2;
-    y += h;
   });
-  const drawn = s.u !== null && s.u !== undefined && !s.greedy;
+  const drawn = s.draw !== null && s.draw !== undefined && s.u !== null;
   if (drawn) geo.uY = G.sampY + s.u * G.sampH;
   setAttrs(refs.uLine, { visibility: drawn ? 'visible' : 'hidden', y1: geo.uY.toFixed(1), y2: geo.uY.toFixed(1) });
   refs.uText.textContent = drawn ? `u = ${s.u.toFixed(3)}` : 'greedy';

@@ -296,7 +296,7 @@ function narrate(stage, ov) {
       let text =
         s.greedy || s.u === null
           ? `Sampling: greedy, the top token ${tokenLabel(s.chosen)} is taken.`
-          : `Sampling: the random draw u = ${s.u.toFixed(3)} picks ${tokenLabel(s.chosen)} (${s.kept} tokens kept).`;
+          : `Sampling: u = ${s.u.toFixed(3)} falls in the slice of ${tokenLabel(s.chosen)} (${s.kept} tokens kept).`;
       if (ov.drafts.length) {
         text +=
           ` ${spec.accepted} of ${ov.drafts.length} drafts accepted` +
