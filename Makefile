@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: setup run serve test bench model chromium reference animation
+.PHONY: setup run serve test bench model chromium redis-server reference animation
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ serve: model                 ## production: gunicorn, 127.0.0.1:8000 (docs/produ
 chromium:                    ## Debian's chromium for the browser tests
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: model chromium $(VENV)/.installed-test
+redis-server:                ## Debian's redis-server: the Redis tests start their own (tests/conftest.py)
+	@command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+test: model chromium redis-server $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

@@ -1,7 +1,14 @@
 """Run the llmviz web app:  python app.py [--host 127.0.0.1] [--port 5000] [--model PATH]"""
 import argparse
+import os
 
-from llmviz.web import create_app
+# One BLAS thread, as under gunicorn (gunicorn.conf.py says why): with OpenBLAS's default threads
+# next to the request and scheduler threads, a class of 30 on 2 busy cores ran at 0.3 tokens/s for
+# one stream (docs/production.md). Set before NumPy is imported; the environment can override it.
+for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(name, "1")
+
+from llmviz.web import create_app  # noqa: E402  (after the BLAS setting)
 
 
 def main():

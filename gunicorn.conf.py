@@ -2,20 +2,23 @@
 
 Environment:
   LLMVIZ_BIND       address to listen on (default 127.0.0.1:8000; put a proxy in front for other hosts)
-  LLMVIZ_WORKERS    worker processes (default 1, see below)
-  LLMVIZ_THREADS    threads per worker (default 32)
+  LLMVIZ_REDIS_URL  the shared run store, e.g. redis://127.0.0.1:6379/0; with it, several workers
+  LLMVIZ_WORKERS    worker processes (default: one per core with LLMVIZ_REDIS_URL, else 1; see below)
+  LLMVIZ_MAX_ACTIVE runs computing at once per worker, batched together (default 16)
+  LLMVIZ_MAX_QUEUE  requests waiting in line per worker; beyond it 429 (default 64)
+  LLMVIZ_THREADS    threads per worker (default MAX_ACTIVE + MAX_QUEUE + 32: every waiting or computing
+                    stream holds a thread, and the page's detail requests need free ones)
   LLMVIZ_BLAS_THREADS  OpenBLAS/OpenMP threads per worker (default 1, see below)
   LLMVIZ_*          any other app setting (llmviz/web/__init__.py, limits.py, validation.py), e.g.
-                    LLMVIZ_MAX_ACTIVE=8 LLMVIZ_MODEL_PATH=/models/x.gguf; values are parsed as JSON when
-                    they can be (numbers, true/false), otherwise taken as text.
+                    LLMVIZ_MODEL_PATH=/models/x.gguf; values are parsed as JSON when they can be
+                    (numbers, true/false), otherwise taken as text.
 
-One worker by default: a run (its trace, read lazily by the page's detail requests) lives
-in the memory of the process that computed it, and gunicorn spreads requests over workers
-without affinity, so with N workers about (N-1)/N of the page's detail requests would miss
-their run. One process also lets the continuous-batching scheduler batch every student's
-run together. Threads serve the many concurrent streams and detail requests; the forward
-passes release the GIL inside NumPy. More workers do share the memory-mapped weights
-(measured in docs/production.md) and are right for a deployment with sticky sessions.
+Workers: each has its own continuous-batching scheduler and its own line, so the class's total
+throughput grows with the cores. A run must then be readable by every worker (gunicorn, and a
+reverse proxy in front of several machines, spread requests with no affinity), which is what the
+Redis run store gives. Without LLMVIZ_REDIS_URL a run lives in the memory of the worker that
+computed it, so the default is then one worker; LLMVIZ_WORKERS=N without Redis only suits a
+deployment with sticky sessions. Workers share the memory-mapped weights (docs/production.md).
 """
 import json
 import os
@@ -38,19 +41,25 @@ def env_value(text):
         return text
 
 
-# 16 runs at once = the scheduler's batch size: in the 30-client load test this doubled the
-# total tokens/s of a cap of 4 (docs/production.md); worst-case trace memory 16 x 1 GiB.
-# Keep up to 256 runs so that a class of 30 making several runs each does not evict a run a
-# student is still looking at; the trace byte budget (LLMVIZ_MAX_STORED_BYTES) is the real bound.
-app_config = {"LLMVIZ_WARMUP": True, "LLMVIZ_ENV": "production", "LLMVIZ_MAX_ACTIVE": 16, "LLMVIZ_MAX_RUNS": 256}
+# 16 runs at once = one scheduler batch: in the 30-client load test this doubled the total
+# tokens/s of a cap of 4 (docs/production.md); worst-case trace memory 16 x 1 GiB.
+# Keep up to 256 runs in memory so that a class of 30 making several runs each does not evict a
+# run a student is still looking at; the trace byte budget (LLMVIZ_MAX_STORED_BYTES) is the real
+# bound, and in Redis the TTL too.
+app_config = {"LLMVIZ_WARMUP": True, "LLMVIZ_ENV": "production", "LLMVIZ_MAX_ACTIVE": 16, "LLMVIZ_MAX_QUEUE": 64,
+              "LLMVIZ_MAX_RUNS": 256}
 app_config.update({k: env_value(v) for k, v in os.environ.items()
                    if k.startswith("LLMVIZ_") and k not in NOT_APP_SETTINGS})
+shared_store = bool(app_config.get("LLMVIZ_REDIS_URL"))
+if shared_store and "LLMVIZ_MAX_RUNS" not in os.environ:
+    app_config["LLMVIZ_MAX_RUNS"] = 10_000    # in Redis the byte budget and the TTL are the bounds
 
 wsgi_app = f"llmviz.web:create_app({app_config!r})"
 bind = os.environ.get("LLMVIZ_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("LLMVIZ_WORKERS", 1))
+workers = int(os.environ.get("LLMVIZ_WORKERS", os.cpu_count() if shared_store else 1))
 worker_class = "gthread"
-threads = int(os.environ.get("LLMVIZ_THREADS", 32))
+threads = int(os.environ.get("LLMVIZ_THREADS",
+                             app_config["LLMVIZ_MAX_ACTIVE"] + app_config["LLMVIZ_MAX_QUEUE"] + 32))
 # The app starts a scheduler thread in create_app; threads do not survive fork, so each
 # worker builds its own app (the weights are memory-mapped, so this costs no copy).
 preload_app = False
@@ -60,3 +69,9 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
+
+
+def on_starting(server):
+    if workers > 1 and not shared_store:
+        server.log.warning("%d workers without LLMVIZ_REDIS_URL: each run lives in one worker's memory, so "
+                           "without sticky sessions most detail requests miss their run", workers)

@@ -14,8 +14,11 @@ are different model objects and are batched separately.
     scheduler = Scheduler(max_batch=16)
     for step in scheduler.submit(Generation(model, GenerationRequest(prompt="Hello", max_new_tokens=20))):
         ...   # closing the iterator (or calling .cancel()) stops the generation
+    scheduler.shutdown()                  # ends the thread; streams still open end too
 
-A Generation submitted here must not be iterated elsewhere at the same time.
+A Generation submitted here must not be iterated elsewhere at the same time. The web app
+puts a bounded FIFO line in front of this (llmviz/web/admission.py), so it never submits
+more than max_batch generations at once and nobody waits here for a place in the batch.
 """
 import queue
 import threading
@@ -85,10 +88,16 @@ class Scheduler:
         return stream
 
     def shutdown(self):
+        """End the thread (idempotent): streams still open end, later submits raise."""
         with self._lock:
             self._stopped = True
             self._lock.notify()
         self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        """True until shutdown() has ended the thread."""
+        return self._thread.is_alive()
 
     @property
     def active(self) -> int:

@@ -15,8 +15,8 @@ def start_stream(client, **body):
     return response, run_id
 
 
-def test_concurrency_cap_answers_429_with_retry_after(make_app):
-    app = make_app(LLMVIZ_MAX_ACTIVE=1, LLMVIZ_RETRY_AFTER=3)
+def test_a_full_line_answers_429_with_retry_after(make_app):
+    app = make_app(LLMVIZ_MAX_ACTIVE=1, LLMVIZ_MAX_QUEUE=0, LLMVIZ_RETRY_AFTER=3)
     client = app.test_client()
     stream, _ = start_stream(client, max_new_tokens=50)
     try:
@@ -25,7 +25,7 @@ def test_concurrency_cap_answers_429_with_retry_after(make_app):
         assert busy.headers["Retry-After"] == "3"
         assert busy.get_json() == {"error": {
             "status": 429, "field": None,
-            "message": "the server is already computing 1 runs; wait for one to finish and try again"}}
+            "message": "the server is full: 1 runs are computing and 0 are waiting in line; try again in a moment"}}
     finally:
         stream.close()
     after = client.post("/api/generate", json={"prompt": "Hi", "max_new_tokens": 1})
@@ -44,7 +44,7 @@ def test_closing_the_stream_stops_the_generation(make_app):
     n = len(run.gen.new_ids)
     time.sleep(1.0)
     assert len(run.gen.new_ids) == n < 5             # and then nothing more is computed
-    assert store._active == 0
+    assert app.extensions["llmviz"]["admission"].active == 0
     assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "stopped"
 
 

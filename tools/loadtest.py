@@ -1,26 +1,41 @@
-"""A classroom against the production server: N concurrent clients, each generating a few tokens.
+"""A classroom against the server: N concurrent clients, each generating a few tokens.
 
-    python tools/loadtest.py --url http://127.0.0.1:8000 --clients 30 --tokens 32 --pidfile /tmp/gunicorn.pid
+    # the scaled topology: gunicorn, W workers sharing one Redis (docs/production.md has the setup)
+    python tools/loadtest.py --url http://127.0.0.1:8000 --clients 30 --tokens 32 --stream \\
+        --pidfile /tmp/llmviz.pid --baseline --readbacks 3 --save-runs /tmp/llmviz-runs.json
+    # the same, and SIGKILL the worker serving a stream 3 s in
+    python tools/loadtest.py ... --kill-worker 3
+    # after a full restart of gunicorn and Redis: is every saved run still readable?
+    python tools/loadtest.py --url http://127.0.0.1:8000 --read-runs /tmp/llmviz-runs.json
 
 Bounded: at most --max-requests HTTP requests and --max-seconds of wall time, then it stops.
 Loopback only: it refuses any target that does not resolve to 127.0.0.0/8 or ::1, so it can
 never load someone else's server.
 
-Each client POSTs /api/generate (or /api/stream with --stream). A busy answer (429/503) must
-carry Retry-After; the client waits that long and tries again, as a patient student would.
-After a run succeeds the client reads it back (GET /api/runs/<id>), which is what the page
-does for every detail view: a miss there means the run lived in another worker.
+Each client POSTs /api/stream (--stream, as the page does) or /api/generate. A stream that has
+to wait receives `queued` events with its place in line; the client notes them. A busy answer
+(429/503) must carry Retry-After; the client waits that long and tries again, as a patient
+student would. After its run the client reads it back --readbacks times (the run's JSON and one
+attention matrix: what the page fetches), each on a new connection, so gunicorn may hand each
+read to any worker; with --pidfile the report says which worker answered each read.
 
-Reports: answers by status, connections dropped, p50/p95 latency of successful runs, total
-generated tokens per second, the server's CPU time, and the resident memory (RSS and PSS from /proc/<pid>/smaps_rollup)
-of the gunicorn master and workers after the test. Exit status 1 if any request got a 5xx,
-a busy answer without Retry-After, or no answer at all.
+--baseline first runs one client alone, so the total throughput is compared with one stream
+measured on the same machine a moment before. --kill-worker S sends SIGKILL, S seconds in, to
+the worker that serves a stream at that moment (found through /proc), then reports how soon its
+streams ended, whether their clients' next attempt succeeded, and whether gunicorn started a
+new worker.
+
+Reports: topology (/healthz, workers), answers by status, `queued` seen, latency and time to
+first token, total tokens/s (and the ratio to one stream), read-backs per worker, server CPU
+time and memory (RSS and PSS from /proc/<pid>/smaps_rollup). Exit status 1 on any 5xx, busy
+answer without Retry-After, unanswered request (outside a killed worker), or failed read-back.
 """
 import argparse
 import http.client
 import ipaddress
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -76,9 +91,16 @@ class Results:
         self.latencies = []                 # seconds, successful runs (first byte sent to last byte read)
         self.first_token = []               # seconds to the first step event (--stream)
         self.tokens = 0
-        self.runs_found = Counter()         # GET /api/runs/<id> after success: found / missing
+        self.run_ids = []                   # finished runs
+        self.queued = {}                    # client -> places in line it was told (--stream)
+        self.unannounced_waits = []         # seconds to the run header of clients told nothing
+        self.readbacks = Counter()          # (worker pid or "?", "ok" | "missing (status)" | "changed")
+        self.live = {}                      # client -> local port of its open stream
+        self.killed = []                    # (client, seconds from the kill to its stream's end)
+        self.started = time.monotonic()
+        self.last_done = None               # when the last run finished (read-backs come after)
 
-    def add(self, status=None, problem=None, latency=None, tokens=0, first=None):
+    def add(self, status=None, problem=None, latency=None, tokens=0, first=None, run_id=None):
         with self.lock:
             if status is not None:
                 self.statuses[status] += 1
@@ -87,6 +109,8 @@ class Results:
             if latency is not None:
                 self.latencies.append(latency)
                 self.tokens += tokens
+                self.run_ids.append(run_id)
+                self.last_done = time.monotonic()
             if first is not None:
                 self.first_token.append(first)
 
@@ -96,6 +120,7 @@ def request(host, port, method, path, body=None, timeout=600.0):
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        conn.client_port = conn.sock.getsockname()[1]     # (a response that closes the connection drops .sock)
         response = conn.getresponse()
         return response, conn
     except BaseException:
@@ -103,26 +128,43 @@ def request(host, port, method, path, body=None, timeout=600.0):
         raise
 
 
-def read_stream(response, t0):
-    """SSE body -> (tokens, run id, seconds to the first step)."""
-    tokens, run_id, first, event = 0, None, None, None
-    for raw in response:
-        line = raw.decode().rstrip("\n")
-        if line.startswith("event: "):
-            event = line[7:]
-        elif line.startswith("data: "):
-            data = json.loads(line[6:])
-            if event == "run":
-                run_id = data["id"]
-            elif event == "step":
-                first = first if first is not None else time.monotonic() - t0
-                tokens += len(data["step"].get("emitted", [None]))
-            elif event == "error":
-                raise RuntimeError(f"stream error event: {data}")
+class StreamEnded(Exception):
+    """The stream closed (or failed) before its `done` event."""
+
+
+def read_stream(i, response, t0, results):
+    """SSE body -> (tokens, run id, seconds to the first step); notes `queued` places."""
+    tokens, run_id, first, event, done = 0, None, None, None, False
+    try:
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                if event == "queued":
+                    with results.lock:
+                        results.queued.setdefault(i, []).append(data["position"])
+                elif event == "run":
+                    run_id = data["id"]
+                    if i not in results.queued:
+                        with results.lock:
+                            results.unannounced_waits.append(time.monotonic() - t0)
+                elif event == "step":
+                    first = first if first is not None else time.monotonic() - t0
+                    tokens += len(data["step"].get("emitted", [None]))
+                elif event == "error":
+                    raise RuntimeError(f"stream error event: {data}")
+                elif event == "done":
+                    done = True
+    except (OSError, http.client.HTTPException) as e:
+        raise StreamEnded(f"{type(e).__name__}: {e}") from None
+    if not done:
+        raise StreamEnded("closed without a done event")
     return tokens, run_id, first
 
 
-def client(i, args, host, port, budget, results):
+def client(i, args, host, port, budget, results, kill):
     body = {"prompt": PROMPTS[i % len(PROMPTS)], "max_new_tokens": args.tokens, "seed": i,
             "temperature": 0.7, "top_k": 50}
     path = "/api/stream" if args.stream else "/api/generate"
@@ -133,21 +175,29 @@ def client(i, args, host, port, budget, results):
             try:
                 status = response.status
                 if status == 200 and args.stream:
-                    tokens, run_id, first = read_stream(response, t0)
+                    with results.lock:
+                        results.live[i] = conn.client_port
+                    tokens, run_id, first = read_stream(i, response, t0, results)
                 else:
                     payload = json.loads(response.read() or b"null")
                     tokens, run_id, first = (len(payload["tokens"]), payload["id"], None) if status == 200 \
                         else (0, None, None)
                 retry_after = response.getheader("Retry-After")
             finally:
+                with results.lock:
+                    results.live.pop(i, None)
                 conn.close()
         except Exception as e:                       # refused, reset, timed out, truncated: not answered
+            if i in kill.victim_clients:
+                with results.lock:
+                    results.killed.append((i, time.monotonic() - kill.at))
+                continue                             # the student clicks again
             results.add(problem=f"client {i}: no answer ({type(e).__name__}: {e})")
             return
         latency = time.monotonic() - t0
         if status == 200:
-            results.add(status, latency=latency, tokens=tokens, first=first)
-            check_run(host, port, run_id, results)
+            results.add(status, latency=latency, tokens=tokens, first=first, run_id=run_id)
+            read_back(host, port, run_id, args, results)
             return
         if status in (429, 503):
             if retry_after is None:
@@ -160,21 +210,32 @@ def client(i, args, host, port, budget, results):
         return
 
 
-def check_run(host, port, run_id, results):
-    """Read the run back, as the page does for every detail view."""
-    try:
-        response, conn = request(host, port, "GET", f"/api/runs/{run_id}", timeout=30)
-        status = response.status
-        response.read()
-        conn.close()
-    except Exception as e:
-        results.add(problem=f"GET /api/runs/{run_id}: no answer ({type(e).__name__})")
-        return
-    with results.lock:
-        results.runs_found["found" if status == 200 else f"missing ({status})"] += 1
+def read_back(host, port, run_id, args, results):
+    """Read the run back, as the page does for its views, --readbacks times on new connections."""
+    first = None
+    for _ in range(args.readbacks):
+        for path in (f"/api/runs/{run_id}", f"/api/runs/{run_id}/steps/0/attention/0?head=0"):
+            try:
+                response, conn = request(host, port, "GET", path, timeout=60)
+                worker = serving_worker(args.master, port, conn.client_port) if args.master else "?"
+                status, body = response.status, response.read()
+                conn.close()
+            except Exception as e:
+                results.add(problem=f"GET {path}: no answer ({type(e).__name__})")
+                continue
+            if status != 200:
+                outcome = f"missing ({status})"
+            elif path.endswith(run_id) and first is not None and json.loads(body) != first:
+                outcome = "changed"
+            else:
+                outcome = "ok"
+            if path.endswith(run_id) and status == 200 and first is None:
+                first = json.loads(body)
+            with results.lock:
+                results.readbacks[(worker, outcome)] += 1
 
 
-# -- memory ---------------------------------------------------------------------------
+# -- workers, through /proc ------------------------------------------------------------------
 
 def children(pid: int) -> list:
     kids = []
@@ -183,6 +244,59 @@ def children(pid: int) -> list:
         kids += [int(p) for p in text.split()]
     return kids
 
+
+def serving_worker(master: int, server_port: int, client_port: int):
+    """The worker pid holding the server side of our connection (127.0.0.1:client_port ->
+    :server_port), found by its socket inode in /proc/net/tcp and the workers' fds; or None."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            local, remote = int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16)
+            if local == server_port and remote == client_port:
+                inode = f[9]
+    if inode is None:
+        return None
+    for pid in children(master):
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+class Kill:
+    """--kill-worker: which worker was killed, when, and the clients whose streams it served."""
+
+    def __init__(self):
+        self.at, self.pid, self.victim_clients, self.workers_before = None, None, set(), []
+
+
+def killer(args, port, results, kill, budget):
+    """S seconds in, SIGKILL the worker serving the first open stream found."""
+    time.sleep(args.kill_worker)
+    kill.workers_before = children(args.master)
+    while budget.seconds_left() > 0:
+        with results.lock:
+            live = dict(results.live)
+        serving = {i: serving_worker(args.master, port, p) for i, p in live.items()}
+        victims = [pid for pid in serving.values() if pid]
+        if victims:
+            kill.pid = victims[0]
+            kill.victim_clients = {i for i, pid in serving.items() if pid == kill.pid}
+            kill.at = time.monotonic()
+            os.kill(kill.pid, signal.SIGKILL)
+            return
+        time.sleep(0.2)
+
+
+# -- memory ---------------------------------------------------------------------------
 
 def memory(pid: int) -> dict:
     """kB fields of /proc/<pid>/smaps_rollup: Rss, Pss, Shared_Clean, Private_*, ..."""
@@ -211,7 +325,10 @@ def cpu_seconds(master: int) -> float:
     """User + system CPU time of the gunicorn master and its workers so far (/proc/<pid>/stat)."""
     total = 0
     for pid in [master] + children(master):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:                                      # a worker that was just killed
+            continue
         total += int(fields[11]) + int(fields[12])            # utime, stime (fields 14 and 15)
     return total / os.sysconf("SC_CLK_TCK")
 
@@ -225,6 +342,48 @@ def percentile(values, q):
     return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
+# -- one wave of clients ------------------------------------------------------------------------
+
+def wave(args, host, port, n, kill_after=None):
+    """n clients at once -> (Results, wall seconds, clients unfinished, Kill)."""
+    budget, results, kill = Budget(args.max_requests, args.max_seconds), Results(), Kill()
+    threads = [threading.Thread(target=client, args=(i, args, host, port, budget, results, kill), daemon=True)
+               for i in range(n)]
+    if kill_after is not None:
+        threads.append(threading.Thread(target=killer, args=(args, port, results, kill, budget), daemon=True))
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=budget.seconds_left() + 10)
+    return results, time.monotonic() - t0, sum(t.is_alive() for t in threads[:n]), kill
+
+
+def topology(host, port, master) -> str:
+    try:
+        response, conn = request(host, port, "GET", "/healthz", timeout=10)
+        health = json.loads(response.read())
+        conn.close()
+    except Exception as e:
+        return f"/healthz did not answer ({type(e).__name__})"
+    workers = (f"{len(children(master))} workers (gunicorn master {master})" if master
+               else "workers unknown (no --pidfile)")
+    return f"{workers}, run store: {health.get('store', health)}"
+
+
+def read_saved_runs(host, port, path) -> int:
+    ids = json.loads(Path(path).read_text())
+    found = Counter()
+    for run_id in ids:
+        for url in (f"/api/runs/{run_id}", f"/api/runs/{run_id}/steps/0/attention/0?head=0"):
+            response, conn = request(host, port, "GET", url, timeout=60)
+            response.read()
+            conn.close()
+            found["found" if response.status == 200 else f"missing ({response.status})"] += 1
+    print(f"read back the {len(ids)} runs saved in {path} (run JSON + one attention matrix each): {dict(found)}")
+    return 0 if set(found) == {"found"} else 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
@@ -233,52 +392,93 @@ def main(argv=None):
     parser.add_argument("--stream", action="store_true", help="use /api/stream (and report time to first token)")
     parser.add_argument("--max-requests", type=int, default=3000, help="bound on generation requests, retries included")
     parser.add_argument("--max-seconds", type=float, default=600, help="bound on wall time")
-    parser.add_argument("--pidfile", help="gunicorn's pid file, to report the master's and workers' memory")
+    parser.add_argument("--pidfile", help="gunicorn's pid file: workers, memory, which worker answered")
+    parser.add_argument("--baseline", action="store_true", help="first measure one client alone")
+    parser.add_argument("--readbacks", type=int, default=1, help="times each finished run is read back")
+    parser.add_argument("--kill-worker", type=float, metavar="S", help="SIGKILL a worker serving a stream S s in")
+    parser.add_argument("--save-runs", help="write the finished runs' ids to this JSON file")
+    parser.add_argument("--read-runs", help="only read back the runs saved in this file, then exit")
     args = parser.parse_args(argv)
     host, port = loopback_target(args.url)
+    if args.read_runs:
+        return read_saved_runs(host, port, args.read_runs)
+    args.master = int(Path(args.pidfile).read_text()) if args.pidfile else None
+    if args.kill_worker is not None and not (args.master and args.stream):
+        raise SystemExit("--kill-worker needs --pidfile and --stream")
 
-    master = int(Path(args.pidfile).read_text()) if args.pidfile else None
-    cpu0 = cpu_seconds(master) if master else None
-    budget, results = Budget(args.max_requests, args.max_seconds), Results()
-    threads = [threading.Thread(target=client, args=(i, args, host, port, budget, results), daemon=True)
-               for i in range(args.clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=budget.seconds_left() + 10)
-    wall = time.monotonic() - t0
-    unfinished = sum(t.is_alive() for t in threads)
+    mode = "stream" if args.stream else "generate"
+    print(f"llmviz load test against {args.url}: {topology(host, port, args.master)}")
+    base_rate = None
+    if args.baseline:
+        cpu_before = cpu_seconds(args.master) if args.master else None
+        one, _, _, _ = wave(argparse.Namespace(**{**vars(args), "readbacks": 0}), host, port, 1)
+        wall1 = (one.last_done or time.monotonic()) - one.started
+        base_rate = one.tokens / wall1 if wall1 else float("nan")
+        per_cpu = (f"; {one.tokens / (cpu_seconds(args.master) - cpu_before):.1f} tokens per CPU-second"
+                   if args.master else "")
+        print(f"  baseline, 1 client alone x {args.tokens} tokens ({mode}): {one.tokens} tokens in {wall1:.2f} s "
+              f"= {base_rate:.1f} tokens/s{per_cpu}")
+    cpu0 = cpu_seconds(args.master) if args.master else None
+    r, wall, unfinished, kill = wave(args, host, port, args.clients, args.kill_worker)
 
-    r = results
     done = len(r.latencies)
-    print(f"{args.clients} clients x {args.tokens} tokens against {args.url} "
-          f"({'stream' if args.stream else 'generate'}): {wall:.1f} s wall")
-    print(f"  answers by status: {dict(sorted(r.statuses.items()))}")
+    print(f"  {args.clients} clients at once x {args.tokens} tokens ({mode}): {wall:.1f} s wall")
+    print(f"  answers by status: {dict(sorted(r.statuses.items()))}; refused (429): {r.statuses.get(429, 0)}")
     print(f"  runs completed: {done}/{args.clients}; clients unfinished at the bound: {unfinished}")
+    if args.stream:
+        firsts = Counter(places[0] for places in r.queued.values())
+        print(f"  waited in line and were told so (`queued`): {len(r.queued)} clients; first places told: "
+              f"{dict(sorted(firsts.items()))}; places only ever went down: "
+              f"{all(p == sorted(p, reverse=True) for p in r.queued.values())}")
+        print(f"  clients told nothing: {len(r.unannounced_waits)}, their run began after at most "
+              f"{max(r.unannounced_waits, default=0):.2f} s (a long time here would be an unannounced wait)")
     print(f"  latency of successful runs: p50 {percentile(r.latencies, 0.5):.2f} s, "
           f"p95 {percentile(r.latencies, 0.95):.2f} s, max {max(r.latencies, default=float('nan')):.2f} s")
     if r.first_token:
         print(f"  time to first token: p50 {percentile(r.first_token, 0.5):.2f} s, "
               f"p95 {percentile(r.first_token, 0.95):.2f} s")
-    print(f"  generated tokens: {r.tokens}; total throughput {r.tokens / wall:.1f} tokens/s")
-    print(f"  run read back afterwards: {dict(r.runs_found)}")
-    if master:
-        cpu = cpu_seconds(master) - cpu0
+    generating = (r.last_done or time.monotonic()) - r.started     # the read-backs after it do not count
+    rate = r.tokens / generating if generating else float("nan")
+    ratio = f" = {rate / base_rate:.2f}x one stream alone" if base_rate else ""
+    print(f"  generated tokens: {r.tokens} in {generating:.1f} s (first request to last run done); "
+          f"total throughput {rate:.1f} tokens/s{ratio}")
+    if args.readbacks:
+        by_worker = Counter()
+        for (worker, outcome), n in r.readbacks.items():
+            by_worker[f"worker {worker}: {outcome}"] += n
+        print(f"  read-backs ({args.readbacks}x per run: its JSON and one attention matrix, new connection "
+              f"each): {dict(sorted(by_worker.items()))}")
+    if kill.pid:
+        ends = [s for _, s in r.killed]
+        after = children(args.master)
+        print(f"  SIGKILL worker {kill.pid} {args.kill_worker:g} s in: {len(kill.victim_clients)} streams were on it; "
+              f"{len(ends)} ended {max(ends, default=0):.2f} s or sooner after the kill, and their clients' next "
+              f"attempt {'succeeded' if not unfinished and done == args.clients else 'did NOT all succeed'}")
+        print(f"  workers before {sorted(kill.workers_before)}, after {sorted(after)}: "
+              f"{'replaced' if len(after) == len(kill.workers_before) and kill.pid not in after else 'NOT replaced'}")
+    elif args.kill_worker is not None:
+        r.problems.append("--kill-worker: no stream was open to kill its worker")
+    if args.master:
+        cpu = cpu_seconds(args.master) - cpu0
+        if kill.pid:
+            print("  (the killed worker's CPU time is gone with it: not counted below)")
         print(f"  server CPU time: {cpu:.1f} s ({cpu / wall:.2f} cores busy on average; "
               f"{r.tokens / cpu if cpu else float('nan'):.1f} tokens per CPU-second: "
               "less sensitive than tokens/s to other load on the machine)")
         print("  resident memory after the test:")
-        print("\n".join(memory_report(master)))
+        print("\n".join(memory_report(args.master)))
+    if args.save_runs:
+        Path(args.save_runs).write_text(json.dumps(r.run_ids))
+        print(f"  saved {len(r.run_ids)} run ids to {args.save_runs} (read them back with --read-runs)")
     for p in r.problems[:20]:
         print(f"  PROBLEM {p}")
-    missing = sum(n for k, n in r.runs_found.items() if k != "found")
-    if missing:
-        r.problems.append(f"{missing} completed runs could not be read back (another worker's memory?)")
+    failed_reads = sum(n for (_, outcome), n in r.readbacks.items() if outcome != "ok")
+    if failed_reads:
+        r.problems.append(f"{failed_reads} read-backs of finished runs failed or differed")
     if done < args.clients:
         r.problems.append(f"{args.clients - done} clients got no run within the bounds (budget or time)")
     ok = not r.problems and not unfinished and all(s < 500 for s in r.statuses)
-    print("  every request answered, no 5xx" if ok else f"  FAILED: {len(r.problems)} problems")
+    print("  every request answered, no 5xx, every run read back" if ok else f"  FAILED: {len(r.problems)} problems")
     return 0 if ok else 1
 
 

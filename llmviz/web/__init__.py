@@ -3,7 +3,10 @@
 Two blueprints: `pages` serves the one HTML page and the vendored plotly.js,
 `api` serves JSON and the Server-Sent-Events stream. The loaded model is shared
 read-only through `app.extensions["llmviz"]` (see `registry.py`); every run keeps
-its own KV cache and trace in the run store (`runs.py`).
+its own KV cache and trace in the run store: in memory (`runs.py`, the default) or,
+with `LLMVIZ_REDIS_URL`, in Redis shared by every worker (`redis_store.py`). Runs beyond
+`LLMVIZ_MAX_ACTIVE` wait in a bounded FIFO line (`admission.py`). `close_app(app)`
+ends the app's scheduler thread and store connections (tests call it at teardown).
 """
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from flask import Flask
 
 import llmviz
 
+from .admission import Admission
 from .errors import register_error_handlers
 from .limits import DEFAULTS as LIMIT_DEFAULTS
 from .limits import register_limits
@@ -24,7 +28,11 @@ DEFAULTS = {
     "LLMVIZ_MODEL_PATH": None,      # None -> the default model (SmolLM2-135M-Instruct)
     "LLMVIZ_MODEL": None,           # an already loaded fp32 Model (tests share one per session)
     "LLMVIZ_MAX_RUNS": 24,          # runs kept in memory (least recently used dropped first)
-    "LLMVIZ_MAX_ACTIVE": 4,         # generations computing at once; more get 429
+    "LLMVIZ_MAX_ACTIVE": 4,         # generations computing at once (one scheduler batch); more wait in line
+    "LLMVIZ_MAX_QUEUE": 64,         # requests waiting in line per process; beyond that 429 with Retry-After
+    "LLMVIZ_REDIS_URL": None,       # e.g. redis://127.0.0.1:6379/0: runs shared by every worker (redis_store.py)
+    "LLMVIZ_REDIS_PREFIX": "llmviz:",  # key prefix, so that several deployments can share one Redis
+    "LLMVIZ_RUN_TTL": 24 * 3600,    # Redis store: seconds a run is kept after its last use
     "LLMVIZ_WARMUP": False,         # run one tiny generation at start so the first visitor waits less
     "LLMVIZ_SCHEDULER": True,       # continuous batching of concurrent runs (llmviz.scheduler)
     "MAX_CONTENT_LENGTH": 64 * 1024,
@@ -38,11 +46,13 @@ def create_app(config=None) -> Flask:
     app.json.sort_keys = False
 
     registry = ModelRegistry(app.config["LLMVIZ_MODEL_PATH"], preloaded=app.config["LLMVIZ_MODEL"])
+    max_active = app.config["LLMVIZ_MAX_ACTIVE"]
     app.extensions["llmviz"] = {
         "models": registry,
-        "runs": RunStore(app.config["LLMVIZ_MAX_RUNS"], app.config["LLMVIZ_MAX_ACTIVE"],
-                         app.config["LLMVIZ_MAX_STORED_BYTES"]),
-        "scheduler": llmviz.Scheduler(max_batch=16) if app.config["LLMVIZ_SCHEDULER"] else None,
+        "runs": run_store(app.config, registry),
+        "admission": Admission(max_active, app.config["LLMVIZ_MAX_QUEUE"]),
+        # every admitted run joins the batch at once: the line above is the only place to wait
+        "scheduler": llmviz.Scheduler(max_batch=max_active) if app.config["LLMVIZ_SCHEDULER"] else None,
     }
     if app.config["LLMVIZ_WARMUP"]:
         registry.warm_up()
@@ -55,3 +65,21 @@ def create_app(config=None) -> Flask:
     register_security(app)
     register_limits(app)
     return app
+
+
+def run_store(config, registry):
+    if not config["LLMVIZ_REDIS_URL"]:
+        return RunStore(config["LLMVIZ_MAX_RUNS"], config["LLMVIZ_MAX_STORED_BYTES"])
+    from .redis_store import RedisRunStore
+    return RedisRunStore(config["LLMVIZ_REDIS_URL"], registry, max_runs=config["LLMVIZ_MAX_RUNS"],
+                         max_bytes=config["LLMVIZ_MAX_STORED_BYTES"], ttl=config["LLMVIZ_RUN_TTL"],
+                         prefix=config["LLMVIZ_REDIS_PREFIX"])
+
+
+def close_app(app):
+    """End what create_app started: the scheduler thread (its open streams end) and the store's
+    connections. Idempotent."""
+    shared = app.extensions["llmviz"]
+    if shared["scheduler"] is not None:
+        shared["scheduler"].shutdown()
+    shared["runs"].close()

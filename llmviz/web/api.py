@@ -7,7 +7,9 @@
     GET  /api/model                    model card, weight formats, draft sources, request fields and limits
     POST /api/batch                    several prompts generated together (when the engine has it)
 
-docs/api.md documents every field.
+A generation request beyond `LLMVIZ_MAX_ACTIVE` waits in line (admission.py): a stream
+gets a `queued` event with its place at once and whenever it moves up; only a full line
+answers 429. docs/api.md documents every field.
 """
 import json
 
@@ -15,27 +17,29 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 import llmviz
 
+from .admission import LineFull
 from .errors import ApiError, error_body
 from .facts import model_card, page_facts
 from .limits import time_limited
-from .runs import Run
+from .runs import Run, StoreUnavailable
 from .validation import Limits, batch_settings, generate_settings
 
 bp = Blueprint("api", __name__)
 
+HEARTBEAT_S = 5       # a waiting stream writes this often, so that a client that left is noticed
+
 
 def ext():
-    """The app's shared objects: {"models": ModelRegistry, "runs": RunStore}."""
+    """The app's shared objects: {"models": ModelRegistry, "runs": a run store, "admission", "scheduler"}."""
     return current_app.extensions["llmviz"]
 
 
-def computed_steps(gen):
-    """The steps of one generation, as they are computed.
+def computed_steps(gen, scheduler):
+    """The steps of one generation, as they are computed, within its time limit.
 
     With the app's continuous-batching scheduler (the default) concurrent runs share
     decode steps; without it each run is computed in its request's own thread.
     """
-    scheduler = ext().get("scheduler")
     steps = scheduler.submit(gen) if scheduler is not None else iter(gen)
     return time_limited(steps, gen, gen.request.time_limit_s)
 
@@ -70,28 +74,59 @@ def parsed_settings(parse=generate_settings):
                  Limits.from_config(current_app.config))
 
 
-def reserve_slot():
-    if not ext()["runs"].try_start():
-        raise ApiError(429, f"the server is already computing {ext()['runs'].max_active} runs; "
-                            "wait for one to finish and try again")
+def enter_line():
+    """A ticket: a slot now, or a place in line. 503 if the run store is down (rather than after
+    the wait), 429 only when the line is full."""
+    problem = ext()["runs"].health()
+    if problem:
+        raise StoreUnavailable(problem)
+    admission = ext()["admission"]
+    try:
+        return admission.enter()
+    except LineFull:
+        raise ApiError(429, f"the server is full: {admission.max_active} runs are computing and "
+                            f"{admission.max_queue} are waiting in line; try again in a moment") from None
+
+
+def wait_too_long(seconds) -> str:
+    return f"no slot became free within the server's limit of {seconds} s; try again in a moment"
+
+
+def record_end(store, run, log):
+    """Store a run's final state; a store that went away meanwhile is only logged (the client
+    already has, or is getting, its answer)."""
+    try:
+        store.finished(run)
+    except StoreUnavailable as e:
+        log.warning("run %s (%s) not stored: %s", run.id, run.status, e)
 
 
 @bp.post("/generate")
 def generate():
     settings = parsed_settings()
-    reserve_slot()
-    run = None
+    run = new_run(settings)
+    ticket = enter_line()
+    store, seconds = ext()["runs"], current_app.config["LLMVIZ_RUN_SECONDS"]
+    steps, added = None, False
     try:
-        run = ext()["runs"].add(new_run(settings))
-        for step in computed_steps(run.gen):
+        if not ticket.wait_admitted(seconds):
+            raise ApiError(503, wait_too_long(seconds))
+        store.add(run)
+        added = True
+        steps = computed_steps(run.gen, ext()["scheduler"])
+        for step in steps:
             run.add_step(step)
+            store.step_added(run, step)
         run.finish()
+        store.finished(run)
     except Exception as e:
-        if run is not None:                      # GET /api/runs/<id> then says what happened
+        if added:                                # GET /api/runs/<id> then says what happened
             run.status, run.error = "error", str(e)
+            record_end(store, run, current_app.logger)
         raise
     finally:
-        ext()["runs"].release()
+        getattr(steps, "close", lambda: None)()  # an error midway: stop computing
+        ticket.leave()
     return jsonify(run.to_json())
 
 
@@ -99,36 +134,63 @@ def sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
+def line_events(ticket):
+    """While the ticket waits: `queued` with the number of requests ahead, at once and whenever it
+    changes, and an SSE comment every HEARTBEAT_S (a write to a client that left fails, which
+    ends this generator and so leaves the line). Returns when admitted. A stream waits as long
+    as the line moves: its client sees its place and may leave, and every run ahead of it is
+    bounded by the run time limit."""
+    ahead = ticket.ahead
+    while ahead is not None:
+        yield sse("queued", {"position": ahead})
+        last = ahead
+        while ahead == last:
+            ahead = ticket.wait(last, HEARTBEAT_S)
+            if ahead == last:
+                yield ": waiting\n\n"
+
+
 @bp.post("/stream")
 def stream():
     settings = parsed_settings()
-    reserve_slot()
-    try:
-        run = ext()["runs"].add(new_run(settings))
-    except Exception:
-        ext()["runs"].release()
-        raise
-    store, log = ext()["runs"], current_app.logger
-    steps = computed_steps(run.gen)             # needs the app context, which events() lacks
+    run = new_run(settings)                      # a bad request is a 400 before anything is sent
+    ticket = enter_line()
+    store, log, scheduler = ext()["runs"], current_app.logger, ext()["scheduler"]
 
     def events():
+        steps, added = None, False
         try:
+            yield from line_events(ticket)
+            store.add(run)
+            added = True
+            steps = computed_steps(run.gen, scheduler)
             yield sse("run", run.header())
             for step in steps:
-                yield sse("step", {"step": run.add_step(step), "text": run.text()})
+                summary = run.add_step(step)
+                store.step_added(run, step)
+                yield sse("step", {"step": summary, "text": run.text()})
             run.finish()
+            store.finished(run)
             yield sse("done", {"id": run.id, "status": run.status, "text": run.text(),
-                               "timings": run.trace.timings, "stats": run.result.stats})
-        except GeneratorExit:                    # the browser went away: stop computing
-            run.status = "stopped"
+                               "timings": run.trace.timings, "stats": run.stats})
+        except GeneratorExit:                    # the browser went away: stop computing (or leave the line)
+            if added:
+                run.status = "stopped"
+                record_end(store, run, log)
             raise
+        except StoreUnavailable as e:
+            log.warning("run %s: %s", run.id, e)
+            run.status, run.error = "error", str(e)
+            yield sse("error", error_body(503, f"{e}; try again in a moment"))
         except Exception as e:
             log.exception("run %s failed", run.id)
             run.status, run.error = "error", str(e)
+            if added:
+                record_end(store, run, log)
             yield sse("error", error_body(500, f"the generation failed: {e}"))
         finally:
             getattr(steps, "close", lambda: None)()
-            store.release()
+            ticket.leave()
 
     return Response(events(), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -138,22 +200,21 @@ def stream():
 def batch():
     settings = parsed_settings(batch_settings)
     from .batch import run_batch
-    reserve_slot()
+    ticket = enter_line()
+    seconds = current_app.config["LLMVIZ_RUN_SECONDS"]
     try:
+        if not ticket.wait_admitted(seconds):
+            raise ApiError(503, wait_too_long(seconds))
         return jsonify(run_batch(ext()["models"].get(settings["quantization"]), settings, ext()["runs"]))
     finally:
-        ext()["runs"].release()
+        ticket.leave()
 
 
 def find_run(run_id) -> Run:
-    run = ext()["runs"].get(run_id)
-    if run is None and ext()["runs"].was_evicted(run_id):
-        raise ApiError(404, f"run {run_id!r} was evicted: this server keeps only the {ext()['runs'].max_runs} "
-                            "most recently used runs (and a memory budget for their traces); generate it again",
-                       "run")
+    store = ext()["runs"]
+    run = store.get(run_id)
     if run is None:
-        raise ApiError(404, f"no run {run_id!r} on this server; runs live in memory and only the "
-                            f"last {ext()['runs'].max_runs} are kept, so generate it again", "run")
+        raise ApiError(404, store.missing(run_id), "run")
     return run
 
 
@@ -169,9 +230,7 @@ def detail(run_id, fn):
 
 @bp.get("/runs")
 def list_runs():
-    return jsonify({"runs": [{"id": r.id, "status": r.status, "prompt": r.request["prompt"],
-                              "settings": r.trace.settings, "steps": len(r.step_summaries)}
-                             for r in ext()["runs"].list()]})
+    return jsonify({"runs": ext()["runs"].listing()})
 
 
 @bp.get("/runs/<run_id>")
@@ -239,8 +298,11 @@ def model():
 def overview(run_id, step):
     """One step as the overview picture draws it (llmviz/overview.py); ?layer=l picks the attention arcs."""
     from llmviz.overview import step_overview
-    run = find_run(run_id)
+    run = find_run(run_id)                       # once: with the Redis store a look-up is a round trip
     layer = request.args.get("layer", 0, type=int)
     if not 0 <= step < len(run.step_summaries):
         raise ApiError(404, f"step {step} does not exist (this run has {len(run.step_summaries)} steps)", "step")
-    return detail(run_id, lambda t: step_overview(t, run.step_summaries[step], run.model, layer))
+    try:
+        return jsonify(step_overview(run.trace, run.step_summaries[step], run.model, layer))
+    except IndexError as e:                      # the layer (the step is checked above)
+        raise ApiError(404, str(e), "layer") from None

@@ -26,11 +26,13 @@ def run_batch(model, settings: dict, store) -> dict:
     for prompt, text, result in zip(prompts, texts, results):
         request = {**settings, "prompt": prompt, "prompt_text": text, "seed": result.trace.settings["seed"],
                    "batch_size": len(prompts)}
-        run = Run(result.trace, request, model)
+        run = store.add(Run(result.trace, request, model))
         for step in result.trace.steps:
             run.add_step(step)
+            store.step_added(run, step)
         run.finish(result)
-        runs.append(store.add(run))
+        store.finished(run)
+        runs.append(run)
     tokens = sum(len(r.token_ids) for r in results)
     return {"batch": {"size": len(prompts), "wall_ms": round(wall * 1000, 3), "tokens": tokens,
                       "tokens_per_second": round(tokens / wall, 2) if wall > 0 else None},

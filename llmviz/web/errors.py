@@ -8,12 +8,15 @@ ordinary error pages; everything under /api (and /healthz) answers in this shape
 from flask import current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .runs import StoreUnavailable
+
 MESSAGES = {
     400: "the request could not be understood",
     404: "there is nothing at {method} {path}; docs/api.md lists the endpoints",
     405: "{method} is not allowed on {path}",
     413: "the request body is too large (the limit is {limit} bytes)",
     429: "the server is busy; try again in a moment",
+    503: "the server cannot answer right now; try again in a moment",
     500: "the server hit an unexpected error; the server log has the details",
 }
 
@@ -45,6 +48,11 @@ def register_error_handlers(app):
     @app.errorhandler(ApiError)
     def handle_api_error(e):
         return error_response(e.status, e.message, e.field)
+
+    @app.errorhandler(StoreUnavailable)
+    def handle_store_unavailable(e):        # Redis down: busy, not broken (Retry-After: limits.py)
+        app.logger.warning("%s %s: %s", request.method, request.path, e)
+        return error_response(503, f"{e}; try again in a moment")
 
     @app.errorhandler(HTTPException)
     def handle_http(e):

@@ -2,7 +2,8 @@
 
 - `time_limited(steps, gen, seconds)` stops a run that computes longer than the
   per-run limit: it closes the step iterator (a scheduler stream is cancelled)
-  and marks the Generation done, so the run ends with the tokens it has and says why.
+  and stops the Generation, so the run ends with the tokens it has and says why.
+  The same limit bounds how long a request waits in line (admission.py).
 - Busy answers (429, 503) carry `Retry-After` (RFC 9110 10.2.3), so a client
   knows when to try again instead of hammering the server.
 - `DEFAULTS` are the app-config keys of every limit, merged into create_app's defaults.
@@ -10,7 +11,7 @@
 import time
 
 DEFAULTS = {
-    "LLMVIZ_RUN_SECONDS": 120,          # wall time one run may compute before it is stopped
+    "LLMVIZ_RUN_SECONDS": 120,          # wall time one run may compute (and, before that, wait in line)
     "LLMVIZ_RETRY_AFTER": 5,            # seconds a busy answer (429/503) asks the client to wait
     "LLMVIZ_MAX_STORED_BYTES": 2 << 30,  # trace bytes kept in the run store; older runs evicted first
     "LLMVIZ_ENV": "production",         # "development" is the only setting that allows Flask debug

@@ -4,6 +4,7 @@ from pathlib import Path
 import plotly
 from flask import Blueprint, current_app, jsonify, render_template, send_file
 
+from .errors import error_response
 from .facts import page_facts
 from .validation import Limits
 
@@ -27,4 +28,9 @@ def plotly_js():
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify({"status": "ok", "models_loaded": current_app.extensions["llmviz"]["models"].loaded()})
+    """200 while this process can serve runs; 503 (the API's error shape) when its run store is down."""
+    shared = current_app.extensions["llmviz"]
+    problem = shared["runs"].health()
+    if problem:
+        return error_response(503, problem)
+    return jsonify({"status": "ok", "models_loaded": shared["models"].loaded(), "store": shared["runs"].kind})

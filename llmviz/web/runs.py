@@ -1,8 +1,18 @@
-"""Per-run state: each run owns its Generation (KV cache, RNG, trace), never the model.
+"""Per-run state, and the in-memory run store (the default; `redis_store.py` is the shared one).
 
-The store is a bounded LRU keyed by run id, safe to use from the threads of the
-Flask dev server. It also counts runs that are still computing, so a busy
-server answers 429 instead of queueing work on a 2-core machine.
+Each run owns its Generation (KV cache, RNG, trace), never the model. A store keeps runs by
+id for the page's later requests (the run's JSON twin and the lazy detail views). Every
+store has the same methods, called by the API as a run goes along:
+
+    store.add(run)                      the run was admitted and starts computing
+    store.step_added(run, step)         after run.add_step(step)
+    store.finished(run)                 its status is final (done, stopped, error)
+    store.get(run_id) -> Run | None     a Run whose trace every detail endpoint can read
+    store.listing() -> [dict]           newest first, for GET /api/runs
+    store.missing(run_id) -> str        the 404 message: evicted, or never here
+    store.health() -> None | str        what is wrong, if anything (GET /healthz)
+    store.close()
+A store that cannot be reached raises StoreUnavailable (answered 503 with Retry-After).
 """
 import threading
 import time
@@ -16,18 +26,28 @@ from .facts import run_model
 from .limits import trace_nbytes
 
 
+class StoreUnavailable(Exception):
+    """The run store cannot be reached (the API answers 503 with Retry-After)."""
+
+
 class Run:
-    def __init__(self, trace, request: dict, model, gen=None):
-        self.id = uuid.uuid4().hex[:12]
+    """One generation as the page sees it: the trace every view reads, the request that made
+    it, a compact JSON summary per step (made once, as the step arrives) and its outcome.
+    `gen` is the Generation computing it, or None (a batch member, or a run read back from
+    a shared store); a store may rebuild a Run from its stored parts (`redis_store.py`)."""
+
+    def __init__(self, trace, request: dict, model, gen=None, run_id=None, created=None):
+        self.id = run_id or uuid.uuid4().hex[:12]
         self.trace = trace                # the record every view reads
         self.gen = gen                    # the Generation computing it (None for a batch member)
         self.request = request            # the parsed settings, echoed back for permalinks and export
         self.model = model
-        self.created = time.time()
+        self.created = created or time.time()
         self.status = "running"           # running | done | stopped | error
         self.error = None
         self.step_summaries = []          # compact JSON per step, computed once as each step arrives
-        self.result = None
+        self.final_text = None            # the decoded text once finished (end-of-turn token dropped)
+        self.stats = {}                   # e.g. speculative-decoding acceptance
 
     def add_step(self, step) -> dict:
         tok = self.model.tokenizer
@@ -40,7 +60,8 @@ class Run:
         return summary
 
     def finish(self, result=None):
-        self.result = result if result is not None else self.gen.result()
+        result = result if result is not None else self.gen.result()
+        self.final_text, self.stats = result.text, result.stats or {}
         self.status = "done"
 
     def new_ids(self) -> list:
@@ -50,8 +71,8 @@ class Run:
         return [token_dict(self.model.tokenizer, i) for i in self.new_ids()]
 
     def text(self) -> str:
-        if self.result is not None:
-            return self.result.text
+        if self.final_text is not None:
+            return self.final_text
         return generated_text(self.model.tokenizer, self.new_ids())
 
     def header(self) -> dict:
@@ -69,19 +90,28 @@ class Run:
     def to_json(self) -> dict:
         """The whole run as the page shows it (GET /api/runs/<id>)."""
         return {**self.header(), "error": self.error, "tokens": self.new_tokens(), "text": self.text(),
-                "timings": self.trace.timings, "stats": getattr(self.result, "stats", {}) or {},
-                "steps": list(self.step_summaries)}
+                "timings": self.trace.timings, "stats": self.stats, "steps": list(self.step_summaries)}
+
+    def listing(self) -> dict:
+        """One row of GET /api/runs."""
+        return {"id": self.id, "status": self.status, "prompt": self.request["prompt"],
+                "settings": self.trace.settings, "steps": len(self.step_summaries)}
 
 
 class RunStore:
-    def __init__(self, max_runs=24, max_active=4, max_bytes=None):
+    """The runs of this process, in memory: a bounded LRU by id (at most `max_runs` runs and
+    `max_bytes` of trace arrays; the least recently used go first), safe to use from the
+    request threads. Nothing here is shared with other processes or survives a restart: with
+    several workers use the Redis store (`LLMVIZ_REDIS_URL`, redis_store.py)."""
+
+    kind = "memory"
+
+    def __init__(self, max_runs=24, max_bytes=None):
         self.max_runs = max_runs
-        self.max_active = max_active
         self.max_bytes = max_bytes        # trace bytes of stored runs; checked as each run is added
         self._runs = OrderedDict()
         self._evicted = OrderedDict()     # ids of dropped runs (bounded), so a 404 can say why
         self._sizes = {}                  # run id -> trace bytes, for finished runs
-        self._active = 0
         self._lock = threading.Lock()
 
     def add(self, run: Run) -> Run:
@@ -95,6 +125,12 @@ class RunStore:
                 if len(self._evicted) > 10_000:
                     self._evicted.popitem(last=False)
         return run
+
+    def step_added(self, run, step):
+        """Nothing to do: the run's trace is the stored one."""
+
+    def finished(self, run):
+        """Nothing to do: the run object is the stored one."""
 
     def _nbytes(self) -> int:
         """Trace bytes of the stored runs; a finished run's size is measured once."""
@@ -119,18 +155,24 @@ class RunStore:
                 self._runs.move_to_end(run_id)
             return run
 
-    def list(self) -> list:
+    def listing(self) -> list:
         with self._lock:
-            return list(reversed(self._runs.values()))
+            runs = list(reversed(self._runs.values()))
+        return [r.listing() for r in runs]
 
-    def try_start(self) -> bool:
-        """Reserve a slot for a computing run; False when the server is at its limit."""
-        with self._lock:
-            if self._active >= self.max_active:
-                return False
-            self._active += 1
-            return True
+    def missing(self, run_id: str) -> str:
+        """The 404 message for a run this store does not have."""
+        if self.was_evicted(run_id):
+            return (f"run {run_id!r} was evicted: this server keeps only the {self.max_runs} most recently used "
+                    "runs (and a memory budget for their traces); generate it again")
+        return (f"no run {run_id!r} on this server; runs live in memory and only the "
+                f"last {self.max_runs} are kept, so generate it again")
 
-    def release(self):
-        with self._lock:
-            self._active -= 1
+    def health(self):
+        return None
+
+    def describe(self) -> str:
+        return f"in memory, at most {self.max_runs} runs"
+
+    def close(self):
+        pass

@@ -37,6 +37,7 @@ export async function streamRun(body, handlers, signal) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
+  let ended = false;                            // a done or error event came: anything else is a lost connection
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
@@ -48,8 +49,10 @@ export async function streamRun(body, handlers, signal) {
       const event = /^event: (.*)$/m.exec(block);
       const data = /^data: (.*)$/m.exec(block);
       if (event && data && handlers[event[1]]) handlers[event[1]](JSON.parse(data[1]));
+      if (event && (event[1] === 'done' || event[1] === 'error')) ended = true;
     }
   }
+  if (!ended) throw new ApiError(0, 'the connection to the server closed before the run finished; try again');
 }
 
 const cache = new Map();

@@ -54,6 +54,7 @@ export async function generate(overrides = {}, view = null) {
   const target = view && view.step !== null && view.step !== undefined ? view.step : null;
   try {
     await api.streamRun(body, {
+      queued: (d) => status(`waiting: ${d.position} ahead of you`),
       run: (h) => {
         run.id = h.id;
         run.header = h;
