@@ -121,3 +121,14 @@ def test_bad_step_or_layer_is_a_404_naming_the_field(client, plain):
     r = client.get(f"/api/runs/{plain['id']}/steps/0/overview?layer=30")
     assert r.status_code == 404 and r.get_json()["error"]["field"] == "layer"
     assert client.get("/api/runs/nope/steps/0/overview").status_code == 404
+
+
+def test_another_worker_draws_the_same_overview_from_redis(make_app, redis_server):
+    """With the Redis run store a step's overview may be asked of any worker: all agree."""
+    first, second = (make_app(LLMVIZ_REDIS_URL=redis_server.url).test_client() for _ in range(2))
+    made = run(first, max_new_tokens=3)
+    for s in range(3):
+        here, _ = overview(first, made["id"], s, layer=4)
+        there, _ = overview(second, made["id"], s, layer=4)
+        here.pop("compute_ms"), there.pop("compute_ms")
+        assert there == here
