@@ -61,6 +61,11 @@ export function markActive(list, i) {
     const button = li.querySelector('button');
     if (button) button.setAttribute('aria-current', on ? 'step' : 'false');
   }
+  // scroll the list's own panel only: scrollIntoView would also scroll the page away from the overview
   const active = list.querySelector('li.active');
-  if (active) active.scrollIntoView({ block: 'nearest' });
+  const panel = list.closest('.steps-panel');
+  if (!active || !panel) return;
+  const [p, a] = [panel.getBoundingClientRect(), active.getBoundingClientRect()];
+  if (a.top < p.top) panel.scrollTop -= p.top - a.top;
+  else if (a.bottom > p.bottom) panel.scrollTop += a.bottom - p.bottom;
 }
