@@ -4,7 +4,7 @@ import { fmtBytes } from '../dom.js';
 import { G, MAX_CHIPS, STRIP_CELLS, blockX, chipRowY } from './layout.js';
 import { diverging, pct, setAttrs, svg, toggle, tokenLabel } from './svg.js';
 
-const MB = 1024 * 1024;
+const MB = 1e6; // SI megabytes, as everywhere on the page (dom.js fmtBytes)
 const fmtBits = (b) => (b >= 10 ? b.toFixed(0) : b.toFixed(1));
 const fmtMB = (n) => (n / MB >= 10 ? (n / MB).toFixed(0) : (n / MB).toFixed(1));
 
