@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: setup run serve test bench model chromium redis-server reference
+.PHONY: setup run serve test bench model chromium redis-server reference animation
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ redis-server:                ## Debian's redis-server: the Redis tests start the
 test: model chromium redis-server $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+animation: model chromium $(VENV)/.installed-test   ## docs/media: the overview's animation and stills (not part of make test)
+	@command -v ffmpeg >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; }
+	$(PY) tools/record_overview.py
 
 bench: model
 	$(PY) -m llmviz bench

@@ -3,7 +3,7 @@
     POST /api/generate                 the whole run as JSON
     POST /api/stream                   the same run as Server-Sent Events, one event per step
     GET  /api/runs, /api/runs/<id>     run list; one run as the page shows it
-    GET  /api/runs/<id>/steps/<s>[/attention/<l> | /embedding | /feedforward/<l> | /logit-lens]
+    GET  /api/runs/<id>/steps/<s>[/attention/<l> | /embedding | /feedforward/<l> | /logit-lens | /overview]
     GET  /api/model                    model card, weight formats, draft sources, request fields and limits
     POST /api/batch                    several prompts generated together (when the engine has it)
 
@@ -292,3 +292,17 @@ def model():
     card = model_card(ext()["models"].get(quant))
     return jsonify({**card, **facts, "model": card, "limits": limits.to_json(),
                     "loaded_quantizations": ext()["models"].loaded()})
+
+
+@bp.get("/runs/<run_id>/steps/<int:step>/overview")
+def overview(run_id, step):
+    """One step as the overview picture draws it (llmviz/overview.py); ?layer=l picks the attention arcs."""
+    from llmviz.overview import step_overview
+    run = find_run(run_id)                       # once: with the Redis store a look-up is a round trip
+    layer = request.args.get("layer", 0, type=int)
+    if not 0 <= step < len(run.step_summaries):
+        raise ApiError(404, f"step {step} does not exist (this run has {len(run.step_summaries)} steps)", "step")
+    try:
+        return jsonify(step_overview(run.trace, run.step_summaries[step], run.model, layer))
+    except IndexError as e:                      # the layer (the step is checked above)
+        raise ApiError(404, str(e), "layer") from None

@@ -13,6 +13,11 @@
 <script id="boot" type="application/json"> and GET /api/model returns the same dict, so a
 limit, a name or a width is never typed a second time in Python, HTML or JavaScript.
 """
+import functools
+import os
+import platform
+from pathlib import Path
+
 import plotly
 
 from llmviz import quant, trace
@@ -104,9 +109,24 @@ def fields(cfg, limits) -> dict:
     }
 
 
+@functools.cache
+def machine() -> dict:
+    """The computer the engine runs on, as the page names it: the CPU count (os.cpu_count())
+    and the CPU's model name (/proc/cpuinfo on Linux, else platform.machine())."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count() or 1, "description": f"{name}, {platform.system()}"}
+
+
 def page_facts(model, limits) -> dict:
     """Everything the page needs before its first run (the boot JSON), for the fp32 `model`."""
     return {"model": model_card(model), "quantizations": quantizations(model),
             "draft_sources": [{"name": k, "label": v} for k, v in DRAFT_SOURCES.items()],
             "fields": fields(model.config, limits), "lens_top": trace.LENS_TOP, "top_n": trace.TOP_N,
-            "plotly_version": plotly.__version__}
+            "machine": machine(), "plotly_version": plotly.__version__}

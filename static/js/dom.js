@@ -40,11 +40,12 @@ export function tokenChip(tok, { showId = true, cls = '', testid = null, title =
   return chip;
 }
 
+// SI units, as in the docs and the bench: 1 kB = 1,000 bytes, 1 MB = 10^6 bytes.
 export function fmtBytes(n) {
   if (n === null || n === undefined) return '—';
-  const units = ['B', 'KB', 'MB', 'GB'];
+  const units = ['B', 'kB', 'MB', 'GB'];
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 

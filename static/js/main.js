@@ -11,6 +11,7 @@ import { SEL } from './selectors.js';
 import { readURL, set, state } from './state.js';
 import * as modelCard from './views/model.js';
 import * as optimizations from './views/optimizations.js';
+import * as overview from './views/overview.js';
 
 function describeModel() {
   const arch = FACTS.model.config.arch;
@@ -56,6 +57,7 @@ function init() {
   setUpForm();
   nav.setActions({ continueFrom: runs.continueFrom, recreate: runs.recreate });
   nav.buildPipeline();
+  overview.init($(SEL.overview), { ...overview.controls(), nLayers: FACTS.model.config.n_layers });
   describeModel();
   bindControls();
   $(SEL.generate).disabled = false;             // disabled in the HTML until the page can handle it

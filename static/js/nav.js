@@ -8,6 +8,7 @@ import { currentStep, set, state } from './state.js';
 import * as attention from './views/attention.js';
 import * as embedding from './views/embedding.js';
 import * as feedforward from './views/feedforward.js';
+import * as overview from './views/overview.js';
 import * as pipeline from './views/pipeline.js';
 import * as prediction from './views/prediction.js';
 import * as sampling from './views/sampling.js';
@@ -16,10 +17,10 @@ import * as timing from './views/timing.js';
 import * as tokenization from './views/tokenization.js';
 
 const VIEWS = { tokenization, embedding, attention, feedforward, prediction, sampling };
-const PLAY_INTERVAL_MS = 1500;
+const PLAY_MIN_MS = 500;          // Play holds a step at least this long (the overview's motion sets the pace)
 const STREAM_RENDER_MS = 800;
 let renderSeq = 0;
-let playTimer = null;
+let playSeq = 0;
 let stageTimer = null;
 // Run actions a view may start (continue from a candidate, re-create an unknown run): set by main.js.
 const actions = { continueFrom: null, recreate: null };
@@ -86,6 +87,7 @@ export function renderNav() {
   if (run) {
     steps.renderOutput($(SEL.output), run, state.step, (i) => goTo(i));
     steps.markActive($(SEL.stepsList), state.step);
+    if (currentStep()) overview.show({ ...stageCtx(), stage: state.stage });
   }
 }
 
@@ -132,30 +134,35 @@ export function prev() {
 // A key press moves like Prev/Next; in presenter mode the stage is scrolled into view.
 export function keyStep(move) {
   move();
-  if (document.body.classList.contains('presenter')) $(SEL.pipeline).scrollIntoView({ block: 'start' });
+  if (document.body.classList.contains('presenter')) $(SEL.overviewPanel).scrollIntoView({ block: 'start' });
 }
 
 export function stopPlaying() {
-  clearInterval(playTimer);
+  playSeq += 1;
 }
 
 export function togglePlay() {
-  clearInterval(playTimer);
+  playSeq += 1;
   const playing = !state.playing;
   set({ playing });
   if (playing && state.run && state.run.done) {
     if (state.step >= state.run.steps.length - 1) goTo(0, state.stage, { keepPlaying: true });
-    playTimer = setInterval(() => {
-      if (!state.playing || state.step >= state.run.steps.length - 1) {
-        clearInterval(playTimer);
-        set({ playing: false });
-        renderNav();
-        return;
-      }
-      goTo(state.step + 1, state.stage, { keepPlaying: true });
-    }, PLAY_INTERVAL_MS);
+    playLoop(playSeq);
   }
   renderNav();
+}
+
+// Play: each step's overview motion (paced by its measured stage times) runs, then the next step.
+async function playLoop(seq) {
+  await Promise.all([overview.settled(), new Promise((r) => { setTimeout(r, PLAY_MIN_MS); })]);
+  if (seq !== playSeq || !state.playing) return;
+  if (state.step >= state.run.steps.length - 1) {
+    set({ playing: false });
+    renderNav();
+    return;
+  }
+  goTo(state.step + 1, state.stage, { keepPlaying: true });
+  playLoop(seq);
 }
 
 // Show a run (streaming, finished, imported or from a batch) at a step, stage, layer and head.

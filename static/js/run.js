@@ -98,6 +98,7 @@ async function generateBatch(body) {
     const { prompt, ...rest } = body;
     const batch = await api.runBatch({ ...rest, prompts });
     const runs = batch.runs.map((j) => fromJSON(j, batch.batch));
+    runs.forEach((r) => { r.lanes = runs; });   // the overview draws one lane per row of the batch
     runs.forEach(remember);
     optimizations.renderBatch($(SEL.batchOutput), batch, (id) => nav.showRun(runs.find((r) => r.id === id)));
     nav.showRun(runs[0]);

@@ -18,6 +18,9 @@ export const SEL = {
   timing: '#timing', presenter: '#presenter-btn', permalink: '#permalink-btn', exportBtn: '#export-btn',
   importFile: '#import-file', archTable: '#arch-table', archNote: '#arch-note', optExplain: '#opt-explain',
   modelCard: '#model-card',
+  // the overview picture (views/overview.js)
+  overview: '#overview', overviewPanel: '#overview-panel', overviewNarration: '#overview-narration',
+  overviewLegend: '#overview-legend', overviewSpeed: '#overview-speed', overviewReplay: '#overview-replay',
 };
 
 // The form control of each request field that has one (the field's name is the element's id).

@@ -51,22 +51,36 @@ export function render(container, data) {
   }], {
     title: { text: `Layer ${layer}, head ${head}` },
     height: Math.max(220, 120 + 26 * qy.length), margin: { l: 90, r: 20, t: 40, b: 90 },
-    xaxis: { tickvals: kx, ticktext: keys, tickangle: -45, title: { text: 'keys (earlier tokens)' },
+    xaxis: { tickvals: kx, ticktext: keys, tickangle: -45, title: { text: 'keys (this token and the ones before it)' },
       tickfont: { size: keys.length > 24 ? 9 : undefined } },
     yaxis: { tickvals: qy, ticktext: queries, autorange: 'reversed', title: { text: 'queries' },
       tickfont: { size: qy.length > 24 ? 9 : undefined } },
   }, `Attention heatmap, layer ${layer}, head ${head}: ${qy.length} queries by ${kx.length} keys; `
     + `${strongest(z, queryTexts, keyTexts)}.`);
+  const nq = attn.query_positions.length;
+  const root = Math.sqrt(cfg.d_head);
   container.append(el('p', { class: 'caption', text: 'Row: the token doing the looking (query). Column: the token '
-    + 'looked at (key). Every row sums to 1. The upper-right triangle is empty because a token cannot look at '
-    + 'tokens after it.' }));
+    + 'looked at (key), which can be the query\'s own token. '
+    + `Score = q·k / √${cfg.d_head} = q·k / ${Number.isInteger(root) ? root : root.toFixed(2)}`
+    + `${cfg.arch === 'llama' ? ' (q and k after their rotary rotation)' : ''}. `
+    + (nq > 1
+      ? 'Keys after the query are masked to −∞, so after the softmax they get weight 0 (the empty upper-right '
+        + 'part) and every row sums to 1.'
+      : 'A single query comes after every key, so nothing is masked; the softmax makes the row sum to 1.') }),
+  el('p', { class: 'caption', text: `Each head's output is the weighted average of its ${cfg.d_head}-number value `
+    + `vectors. The ${cfg.n_heads} heads' outputs are concatenated (${cfg.n_heads} × ${cfg.d_head} = `
+    + `${cfg.n_heads * cfg.d_head} numbers), multiplied by the output matrix W_O (${cfg.n_heads * cfg.d_head} × `
+    + `${cfg.d_model}) and added to the residual stream.` }));
 
-  if (attn.query_positions.length === 1 && attn.cached_keys > 0) {
-    const row = el('div', { class: 'tokens' });
-    attn.key_tokens.forEach((t, i) => row.append(tokenChip(t, {
-      showId: false, cls: i < attn.cached_keys ? 'cached' : 'new',
-      title: i < attn.cached_keys ? 'key/value read from the KV cache' : 'key/value computed in this step' })));
-    container.append(el('h3', { text: 'Decode step: one new query against the cached keys' }), row,
+  if (data.step.speculative && nq > 1) {
+    container.append(el('h3', { text: `Speculative verify pass: ${nq} queries against the cached keys` }),
+      keyRow(attn),
+      el('p', { class: 'caption', text: `${attn.cached_keys} key/value rows came from the KV cache (faded); `
+        + `${nq} were computed in this pass (outlined): the last emitted token and ${nq - 1} draft `
+        + `token${nq === 2 ? '' : 's'}, each query seeing the cache and the new rows up to its own. The rows of `
+        + 'rejected drafts are thrown away after the check.' }));
+  } else if (nq === 1 && attn.cached_keys > 0) {
+    container.append(el('h3', { text: 'Decode step: one new query against the cached keys' }), keyRow(attn),
       el('p', { class: 'caption', text: `${attn.cached_keys} key/value rows came from the KV cache (faded); `
         + '1 was computed in this step (outlined).' }));
   } else if (data.step.kind === 'decode') {
@@ -84,6 +98,15 @@ export function render(container, data) {
     }, canvas, el('figcaption', { text: `head ${h}` })));
   });
   container.append(el('h3', { text: `All ${cfg.n_heads} heads of layer ${layer}` }), grid,
-    el('p', { class: 'caption', text: 'Bright = high weight (viridis). Heads specialise: some look at the previous '
-      + 'token, some at the first token, some spread out.' }));
+    el('p', { class: 'caption', text: 'Bright = high weight (viridis). Heads of trained models often specialise: '
+      + 'some look mostly at the previous token, some at the first token, some spread out.' }));
+}
+
+// The keys of this step as chips: read from the KV cache (faded) or computed now (outlined).
+function keyRow(attn) {
+  const row = el('div', { class: 'tokens' });
+  attn.key_tokens.forEach((t, i) => row.append(tokenChip(t, {
+    showId: false, cls: i < attn.cached_keys ? 'cached' : 'new',
+    title: i < attn.cached_keys ? 'key/value read from the KV cache' : 'key/value computed in this step' })));
+  return row;
 }

@@ -17,7 +17,7 @@ function tokenRows(labels) {
   return { height: 140 + 24 * rows.length, yaxis: { tickvals: rows, ticktext: labels, autorange: 'reversed' } };
 }
 
-export function render(container, { emb, first }) {
+export function render(container, { emb, first, model }) {
   const labels = emb.tokens.map((t) => plotToken(t.text));
   const rows = tokenRows(labels);
   const strips = plotDiv('plot small');
@@ -28,6 +28,11 @@ export function render(container, { emb, first }) {
     el('h3', { text: `Token vectors (${width} numbers each)` }), strips,
     el('p', { class: 'caption', text: 'One row per token fed in this step; colour is the value of each dimension. '
       + `Vector lengths: ${emb.norms.map((n) => n.toFixed(2)).join(', ')}.` }),
+    el('p', { class: 'caption', text: `Each row is the token id's row of the ${model.vocab_size.toLocaleString()} × `
+      + `${width} embedding table: a lookup, no arithmetic. `
+      + (model.tied_embeddings
+        ? 'The same table, transposed, is the unembedding that turns the last vector into logits (Prediction).'
+        : 'This model has a separate unembedding matrix for the logits (Prediction).') }),
   );
   const norms = emb.norms.map((n) => n.toFixed(2)).join(', ');
   draw(strips, [{ type: 'heatmap', z: emb.vectors, y: rows.yaxis.tickvals, colorscale: SIGNED,
@@ -57,17 +62,23 @@ export function render(container, { emb, first }) {
 
   if (first.pca) {
     const pts = first.pca.points;
+    const n = pts.length;
     const ex = first.pca.explained.map((e) => `${(100 * e).toFixed(0)}%`);
-    container.append(el('h3', { text: 'The prompt\'s token vectors, projected to 2-D (PCA)' }), pca,
-      el('p', { class: 'caption', text: `The two directions along which these vectors differ most (they explain `
-        + `${ex[0]} and ${ex[1]} of the spread). `
-        + `${emb.pca ? '' : 'Shown for the prompt (step 0): a decode step has only one token.'}` }));
+    // n centred points span at most n - 1 directions: with n <= 3 two components hold everything.
+    const spread = n <= 3
+      ? `With only ${n} vectors, two directions always hold all of their spread (${n} points span at most `
+        + `${n - 1} direction${n === 2 ? '' : 's'}), so this picture keeps every distance between them.`
+      : `These two directions hold ${ex[0]} and ${ex[1]} of the spread; the rest is lost in the picture.`;
+    const whose = emb.pca ? 'This step\'s' : 'The prompt\'s';
+    container.append(el('h3', { text: `${whose} token vectors, projected to 2-D (PCA)` }), pca,
+      el('p', { class: 'caption', text: `The two directions along which these vectors differ most. ${spread} `
+        + `${emb.pca ? '' : 'Shown for the prompt (step 0): this step fed only one token.'}` }));
     draw(pca, [{ type: 'scatter', mode: 'markers+text', x: pts.map((p) => p[0]), y: pts.map((p) => p[1]),
       text: first.tokens.map((t) => plotToken(t.text)), textposition: 'top center',
       marker: { size: 9, color: CATEGORY_COLORS[0] } }],
     { height: 320, xaxis: { title: { text: 'PC 1' }, zeroline: false },
       yaxis: { title: { text: 'PC 2' }, zeroline: false } },
-    `Scatter plot: the prompt's ${pts.length} token vectors on their first two principal components.`);
+    `Scatter plot: ${whose.toLowerCase()} ${pts.length} token vectors on their first two principal components.`);
   } else {
     container.append(el('p', { class: 'caption',
       text: 'A 2-D projection needs at least two tokens; this prompt has one.' }));

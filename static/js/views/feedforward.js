@@ -4,20 +4,25 @@ import { CATEGORY_COLORS } from '../constants.js';
 import { el } from '../dom.js';
 import { draw, plotDiv } from '../plot.js';
 import { picker } from './controls.js';
+import { focusLabel } from './position.js';
 
 export async function load(ctx) {
   const ffn = await api.feedforward(ctx.run.id, ctx.stepIndex, Math.min(ctx.layer, ctx.model.n_layers - 1));
   return { ...ctx, ffn };
 }
 
-export function render(container, { ffn, model: cfg, setView }) {
+export function render(container, { ffn, model: cfg, setView, step }) {
   const layer = ffn.layer;
-  const act = cfg.arch === 'llama' ? 'SwiGLU (SiLU(gate) × up)' : 'GELU';
+  const act = cfg.arch === 'llama' ? 'SwiGLU (SiLU(W_gate x) ⊙ W_up x)' : 'GELU';
+  const shape = cfg.arch === 'llama'
+    ? `W_gate and W_up ${cfg.d_model} → ${ffn.size}, W_down ${ffn.size} → ${cfg.d_model}`
+    : `W_1 ${cfg.d_model} → ${ffn.size}, W_2 ${ffn.size} → ${cfg.d_model}`;
+  const at = focusLabel(step, ffn.focus_position);
   container.append(el('div', { class: 'view-controls' },
     picker('Layer', cfg.n_layers, layer, (l) => setView({ layer: l })),
-    el('span', { class: 'caption', text: `${ffn.size} hidden units after ${act}, for the last token of this step; `
-      + `width ${cfg.d_model} → ${ffn.size} → ${cfg.d_model}. `
-      + 'Most activations are near 0; a few units fire strongly.' })));
+    el('span', { class: 'caption', text: `${ffn.size} hidden units after ${act}, at ${at}; ${shape}. `
+      + 'The histogram counts units per activation value (log scale); the bars on the right are the '
+      + `${ffn.top_neurons.length} units with the largest |activation|.` })));
 
   const hist = plotDiv('plot small');
   const top = plotDiv('plot small');
@@ -45,7 +50,10 @@ export function render(container, { ffn, model: cfg, setView }) {
   `Line chart of the residual stream's length after each of ${norms.length} layers: `
     + `${norms[0].toFixed(1)} after layer 0, ${norms[layer].toFixed(1)} after layer ${layer}, `
     + `${norms[norms.length - 1].toFixed(1)} after the last.`);
+  const [first, last] = [norms[0], norms[norms.length - 1]];
   container.append(el('p', { class: 'caption', text: 'Each block adds its attention and feed-forward output to the '
-    + `residual stream, so it grows from ${norms[0].toFixed(1)} after layer 0 to `
-    + `${norms[norms.length - 1].toFixed(1)} after layer ${cfg.n_layers - 1}.` }));
+    + `residual stream at ${at}; here its size ${last > first ? 'grows' : 'shrinks'} from ${first.toFixed(1)} after `
+    + `layer 0 to ${last.toFixed(1)} after layer ${cfg.n_layers - 1}. Each part reads a `
+    + `${cfg.arch === 'llama' ? 'RMSNorm' : 'LayerNorm'}-normalized copy of the stream, so it sees the same scale `
+    + 'whatever the stream\'s size; the stream itself is normalized only by the final norm before Prediction.' }));
 }

@@ -23,7 +23,9 @@ export function render(container, card) {
     ['Parameters', `${(card.parameters / 1e6).toFixed(1)} million`],
     ['Weights in memory', `${fmtBytes(card.weight_bytes)} (${card.quantization}); `
       + `the file stores ${card.file_types.join(', ') || 'float'} tensors`],
-    ['KV cache per token', fmtBytes(card.kv_bytes_per_token)],
+    ['KV cache per token', `${fmtBytes(card.kv_bytes_per_token)}: 2 (K and V) × ${c.n_layers} layers × `
+      + `${c.n_kv_heads} key/value heads × ${c.d_head} × 4 bytes`],
+    ['Sizes', 'SI units: 1 kB = 1,000 bytes, 1 MB = 1,000,000 bytes'],
   ];
   const body = el('tbody', {}, ...rows.map(([k, v]) => el('tr', {},
     el('th', { scope: 'row', text: k }), el('td', { text: String(v) }))));

@@ -2,6 +2,7 @@
 // Both are keyboard-operable: a step is a button, a generated chip takes Tab, Enter and Space.
 import { el, fmtMs, pct, tokenChip, visible } from '../dom.js';
 import { activate } from './controls.js';
+import { draftsOf } from './drafts.js';
 
 export function renderOutput(container, run, current, onPick) {
   container.replaceChildren(...run.header.prompt_tokens.map((t) => tokenChip(t, { showId: false, cls: 'prompt' })));
@@ -25,19 +26,22 @@ export function appendStep(list, run, i, onPick) {
     type: 'button', class: 'step-btn', onclick: () => onPick(i) },
   el('span', { class: 'kind', text: `${i}. ${s.kind}` }),
   el('span', { class: 'tok', text: s.emitted.map((t) => visible(t.text)).join(' ') }),
-  el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '' }),
-  s.speculative ? drafts(s.speculative) : null,
+  el('span', { class: 'p', text: p ? `p=${pct(p.p_model)}${forced ? ' (your pick)' : ''}` : '',
+    title: `the model's probability for ${s.emitted.length > 1 ? 'the step\'s last token (the others were accepted '
+      + 'drafts)' : 'this token'}: the softmax of its logits at temperature 1, before top-k and top-p` }),
+  s.speculative ? drafts(s) : null,
   el('span', { class: 'ms', text: fmtMs(s.timings_ms.total) })));
   list.append(item);
 }
 
 // Speculative step: how many of the draft tokens the model accepted, e.g. "drafts 2/4".
-function drafts(spec) {
-  if (!spec.draft.length) return el('span', { class: 'kind', text: 'no draft' });
+function drafts(step) {
+  const all = draftsOf(step);
+  if (!all.length) return el('span', { class: 'kind', text: 'no draft' });
   return el('span', {
-    class: spec.accepted ? 'draft-ok' : 'draft-bad',
-    title: spec.draft.map((d) => `${visible(d.text)} ${d.accepted ? 'accepted' : 'rejected'}`).join(', '),
-    text: `drafts ${spec.accepted}/${spec.draft.length}`,
+    class: step.speculative.accepted ? 'draft-ok' : 'draft-bad',
+    title: all.map((d) => `${visible(d.text)} ${d.status}`).join(', '),
+    text: `drafts ${step.speculative.accepted}/${all.length}`,
   });
 }
 
@@ -57,6 +61,11 @@ export function markActive(list, i) {
     const button = li.querySelector('button');
     if (button) button.setAttribute('aria-current', on ? 'step' : 'false');
   }
+  // scroll the list's own panel only: scrollIntoView would also scroll the page away from the overview
   const active = list.querySelector('li.active');
-  if (active) active.scrollIntoView({ block: 'nearest' });
+  const panel = list.closest('.steps-panel');
+  if (!active || !panel) return;
+  const [p, a] = [panel.getBoundingClientRect(), active.getBoundingClientRect()];
+  if (a.top < p.top) panel.scrollTop -= p.top - a.top;
+  else if (a.bottom > p.bottom) panel.scrollTop += a.bottom - p.bottom;
 }

@@ -74,6 +74,11 @@ export function render(container, { run, history, ttftMs }) {
   const runs = [...history.filter((h) => h !== run), run];
   drawLatency(lat, runs, run);
   drawStages(stages, runs, run);
+  container.append(el('p', { class: 'caption', text: 'What each bar counts: embed, the table lookup (and rotary '
+    + 'angles); attention, the whole attention half of every block: its norm, the Q/K/V projections, the scores, '
+    + 'softmax and weighted sum, and the output projection W_O; feedforward, the norm and the feed-forward '
+    + 'matrices; prediction, the final norm and the unembedding; sampling, filtering the distribution and the '
+    + 'draw (on speculative steps also checking the drafts); draft, proposing draft tokens.' }));
   container.append(el('p', { class: 'caption', text: 'Measured on this computer\'s CPU with NumPy; the machine may '
     + 'be shared, so single numbers can be noisy; compare the shapes of the lines. Runs you made earlier stay on the '
     + `charts so you can compare settings (up to ${HISTORY_LIMIT}).` }));
