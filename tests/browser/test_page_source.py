@@ -40,7 +40,7 @@ def test_lines_are_at_most_120_characters(path):
     assert long == [], f"{path.name}: lines {long} are longer than 120 characters"
 
 
-@pytest.mark.parametrize("name", STAGE_VIEWS + ["model", "timing"])
+@pytest.mark.parametrize("name", STAGE_VIEWS + ["model", "timing", "overview"])
 def test_every_view_has_load_and_render(name):
     text = source(JS / "views" / f"{name}.js")
     assert re.search(r"^export (async )?function load\(", text, re.M), f"{name}.js has no load(ctx)"
