@@ -21,6 +21,7 @@ from pathlib import Path
 import plotly
 
 from llmviz import quant, trace
+from llmviz.generate import GenerationRequest
 
 QUANTIZATIONS = quant.KINDS
 QUANT_LABELS = {                       # what each format stores (quant.py's docstring has the details)
@@ -35,8 +36,15 @@ DRAFT_SOURCES = {                      # name in a request -> label on the page
 }
 REQUEST_FIELDS = ("prompt", "chat", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "kv_cache",
                   "quantization", "speculative", "num_draft_tokens", "forced_ids")   # docs/api.md
-DEFAULTS = {"chat": False, "max_new_tokens": 24, "temperature": 0.0, "top_k": None, "top_p": None, "seed": None,
-            "kv_cache": True, "quantization": "fp32", "speculative": None, "num_draft_tokens": 4, "forced_ids": []}
+ENGINE_DEFAULTS = GenerationRequest()   # the engine's own defaults, for the fields a web request shares with it
+DEFAULTS = {
+    **{k: getattr(ENGINE_DEFAULTS, k) for k in ("temperature", "top_k", "top_p", "seed", "kv_cache", "speculative",
+                                                "num_draft_tokens")},
+    "forced_ids": list(ENGINE_DEFAULTS.forced_ids),
+    "chat": False,                     # web only: wrap the prompt in the model's chat template
+    "max_new_tokens": 24,              # web only: short enough to watch stream in, long enough to say something
+    "quantization": "fp32",            # web only: the registry's model for the request
+}
 
 
 def parameter_count(model) -> int:

@@ -74,6 +74,4 @@ export const attention = (id, step, layer) => detail(id, `${step}/attention/${la
 export const embedding = (id, step) => detail(id, `${step}/embedding`);
 export const feedforward = (id, step, layer) => detail(id, `${step}/feedforward/${layer}`);
 export const logitLens = (id, step) => detail(id, `${step}/logit-lens`);
-export const getModel = (quantization = 'fp32') => getJSON(
-  `/api/model?quantization=${encodeURIComponent(quantization)}`);
 export const runBatch = (body) => postJSON('/api/batch', body);

@@ -76,6 +76,7 @@ export function renderNav() {
   const slider = $(SEL.slider);
   slider.max = Math.max(0, n - 1);
   slider.value = state.step;
+  slider.setAttribute('aria-valuetext', n ? `step ${state.step} of ${n - 1}` : 'no run yet');
   const s = currentStep();
   $(SEL.stepLabel).textContent = s
     ? `Step ${state.step} of ${n - 1}: ${s.kind}, ${s.input_tokens.length} token(s) in` : '';

@@ -1,6 +1,6 @@
 // Stage 2: token vectors as colour strips, how position enters, and a 2-D PCA of the prompt's vectors.
 import * as api from '../api.js';
-import { SIGNED } from '../constants.js';
+import { CATEGORY_COLORS, SIGNED } from '../constants.js';
 import { el } from '../dom.js';
 import { draw, plotDiv, plotToken } from '../plot.js';
 
@@ -75,7 +75,7 @@ export function render(container, { emb, first, model }) {
         + `${emb.pca ? '' : 'Shown for the prompt (step 0): this step fed only one token.'}` }));
     draw(pca, [{ type: 'scatter', mode: 'markers+text', x: pts.map((p) => p[0]), y: pts.map((p) => p[1]),
       text: first.tokens.map((t) => plotToken(t.text)), textposition: 'top center',
-      marker: { size: 9, color: '#0072B2' } }],
+      marker: { size: 9, color: CATEGORY_COLORS[0] } }],
     { height: 320, xaxis: { title: { text: 'PC 1' }, zeroline: false },
       yaxis: { title: { text: 'PC 2' }, zeroline: false } },
     `Scatter plot: ${whose.toLowerCase()} ${pts.length} token vectors on their first two principal components.`);

@@ -25,7 +25,7 @@ export function render(container, { step, stepIndex, forced, continueFrom }) {
   container.append(el('p', { class: 'caption', text: settingsText(s) }), bars);
   if (rejected) container.append(residualText(s, spec, rejected));
   draw(bars, series.map((se, i) => ({ type: 'bar', name: se.name, x: labels, y: cands.map((c) => c[se.key]),
-    marker: { color: CATEGORY_COLORS[i], pattern: { shape: PATTERNS[i] } } })),
+    marker: { color: CATEGORY_COLORS[i], pattern: { shape: PATTERNS[i], solidity: 0.5 } } })),
   { barmode: 'group', showlegend: true, legend: { orientation: 'h', y: 1.15 }, height: 320,
     xaxis: { type: 'category', tickangle: -30 }, yaxis: { range: [0, 1], title: { text: 'probability' } } },
   `Grouped bar chart of ${cands.length} candidates, ${series.map((se) => se.name).join('; ')}: `

@@ -137,7 +137,7 @@ function drawStages(node, runs, current) {
   const names = runs.map((r, i) => `#${i + 1}${r === current ? ' (this run)' : ''}`);
   const stage = measure(current).stage;
   draw(node, STAGE_PARTS.map((k, i) => ({ type: 'bar', name: k, y: names, x: runs.map((r) => measure(r).stage[k]),
-    orientation: 'h', marker: { color: STAGE_COLORS[k], pattern: { shape: PATTERNS[i] } } })),
+    orientation: 'h', marker: { color: STAGE_COLORS[k], pattern: { shape: PATTERNS[i], solidity: 0.5 } } })),
   { title: { text: 'Where the time went (ms, whole run)' }, barmode: 'stack', showlegend: true,
     legend: { orientation: 'h', y: -0.3 }, height: 340, margin: { l: 90, r: 20, t: 40, b: 60 },
     yaxis: { type: 'category', automargin: true, autorange: 'reversed' } },
