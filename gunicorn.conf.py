@@ -58,6 +58,10 @@ wsgi_app = f"llmviz.web:create_app({app_config!r})"
 bind = os.environ.get("LLMVIZ_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("LLMVIZ_WORKERS", os.cpu_count() if shared_store else 1))
 worker_class = "gthread"
+# The fused int8/int4 kernels (numba) use every core by default: with one worker per core, one
+# thread each, so the workers do not fight over the cores (llmviz/kernels.py).
+if workers > 1:
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 threads = int(os.environ.get("LLMVIZ_THREADS",
                              app_config["LLMVIZ_MAX_ACTIVE"] + app_config["LLMVIZ_MAX_QUEUE"] + 32))
 # The app starts a scheduler thread in create_app; threads do not survive fork, so each

@@ -2,15 +2,18 @@
 
 A decode step of one sequence is a row vector times each weight matrix (gemv): the
 whole 0.5 GB of weights is read from memory to do 2 flops per weight, so the CPU mostly
-waits for memory. With B sequences the same read serves B rows (a small gemm), so the
+waits for memory. With B sequences one read can serve B rows (a small gemm), so the
 total tokens/s rises with B until compute, not memory, is the limit (Yu et al. 2022,
 "Orca"; Kwon et al. 2023, "vLLM").
 
 Layout: ragged rows with their own KV caches, not left padding. The textbook batched
 forward pads shorter prompts on the left, masks the padding keys and offsets each row's
 positions. Here every row owns a KVCache and forward() attends per row over exactly its
-own keys at its own positions (rows at different lengths are fine), while every weight
-matmul is one [B, 1, D] @ [D, out] for the whole batch. The result is the same as
+own keys at its own positions (rows at different lengths are fine), while the weight
+matmuls see the whole batch: up to 4 rows one gemv per row (each re-reads the matrix; that
+measured faster than OpenBLAS's gemm, which first packs the matrix), from 5 rows one
+[B, D] @ [D, out] gemm that reads each matrix once (forward.linear). The fused int8/int4
+kernels read each quantized matrix once for up to 16 rows (llmviz/kernels.py). The result is the same as
 "padding + mask + per-row positions", without wasted compute on pad tokens and without
 any pad key being attended to; it is also what continuous batching needs (llmviz/
 scheduler.py): a row can join or leave between steps, which a padded rectangle cannot do
