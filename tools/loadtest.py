@@ -315,9 +315,10 @@ def memory_report(master: int) -> list:
         # KV caches, Python objects) belong to this process. "shared" counts pages that some
         # other process maps right now (another worker, or any process using the same weights).
         shared = m.get("Shared_Clean", 0) + m.get("Shared_Dirty", 0)
-        rows.append(f"  {role:6} pid {pid:>7}: RSS {m['Rss'] / 1024:7.1f} MB = file-backed "
-                    f"{(m['Rss'] - m['Anonymous']) / 1024:6.1f} MB + anonymous {m['Anonymous'] / 1024:7.1f} MB;"
-                    f"   PSS {m['Pss'] / 1024:7.1f} MB   mapped by others too {shared / 1024:6.1f} MB")
+        mb = {k: v * 1024 / 1e6 for k, v in m.items()}     # /proc counts KiB; SI MB like the rest of llmviz
+        rows.append(f"  {role:6} pid {pid:>7}: RSS {mb['Rss']:7.1f} MB = file-backed "
+                    f"{mb['Rss'] - mb['Anonymous']:6.1f} MB + anonymous {mb['Anonymous']:7.1f} MB;"
+                    f"   PSS {mb['Pss']:7.1f} MB   mapped by others too {shared * 1024 / 1e6:6.1f} MB")
     return rows
 
 
