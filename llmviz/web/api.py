@@ -20,7 +20,7 @@ import llmviz
 from .admission import LineFull
 from .errors import ApiError, error_body
 from .facts import model_card, page_facts
-from .limits import time_limited
+from .limits import closing
 from .runs import Run, StoreUnavailable
 from .validation import Limits, batch_settings, generate_settings
 
@@ -41,7 +41,7 @@ def computed_steps(gen, scheduler):
     decode steps; without it each run is computed in its request's own thread.
     """
     steps = scheduler.submit(gen) if scheduler is not None else iter(gen)
-    return time_limited(steps, gen, gen.request.time_limit_s)
+    return closing(steps)
 
 
 def json_body():

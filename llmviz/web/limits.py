@@ -1,15 +1,13 @@
 """Limits that keep a shared CPU server answering: run time, busy answers, the server's settings.
 
-- `time_limited(steps, gen, seconds)` stops a run that computes longer than the
-  per-run limit: it closes the step iterator (a scheduler stream is cancelled)
-  and stops the Generation, so the run ends with the tokens it has and says why.
-  The same limit bounds how long a request waits in line (admission.py).
+- `closing(steps)` closes a run's step iterator when its client goes away (a scheduler
+  stream is cancelled). The per-run time limit itself is the Generation's
+  (`GenerationRequest.time_limit_s`, checked between steps): the run ends with the tokens it
+  has and says why. The same limit bounds how long a request waits in line (admission.py).
 - Busy answers (429, 503) carry `Retry-After` (RFC 9110 10.2.3), so a client
   knows when to try again instead of hammering the server.
 - `DEFAULTS` are the app-config keys of every limit, merged into create_app's defaults.
 """
-import time
-
 DEFAULTS = {
     "LLMVIZ_RUN_SECONDS": 120,          # wall time one run may compute (and, before that, wait in line)
     "LLMVIZ_RETRY_AFTER": 5,            # seconds a busy answer (429/503) asks the client to wait
@@ -18,22 +16,15 @@ DEFAULTS = {
 }
 
 
-def time_limited(steps, gen, seconds):
-    """Yield from `steps` until `seconds` of wall time have passed, then stop the run.
+def closing(steps):
+    """Yield from `steps`; when the consumer stops early (a client went away), close them.
 
-    The limit is checked between steps (a step is one forward pass, well under a second
-    on the default model), so a run overshoots by at most one step.
-    """
-    deadline = time.monotonic() + seconds if seconds else None
+    A scheduler stream's close() cancels its generation at the next step boundary. The run's
+    time limit is the Generation's own (GenerationRequest.time_limit_s, checked between steps)."""
     try:
-        for step in steps:
-            yield step
-            if deadline is not None and time.monotonic() > deadline and not gen.done:
-                gen.stop(f"the server's time limit of {seconds} s per run was reached "   # result() stops too
-                         f"after {len(gen.new_ids)} tokens")
-                return
+        yield from steps
     finally:
-        getattr(steps, "close", lambda: None)()   # a scheduler stream: cancel the generation
+        getattr(steps, "close", lambda: None)()
 
 
 def trace_nbytes(trace) -> int:
