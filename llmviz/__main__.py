@@ -10,14 +10,10 @@ import sys
 
 
 def cmd_info(args):
-    from .model import load_model
+    from .model import load_model, model_card
     m = load_model(args.model, quantization=args.quantization, log=lambda msg: print(msg, file=sys.stderr))
     c = m.config
-    card = {"name": m.name, "source": m.source, "quantization": m.quantization, "weight_bytes": m.nbytes,
-            "architecture": c.arch, "layers": c.n_layers, "d_model": c.d_model, "heads": c.n_heads,
-            "kv_heads": c.n_kv_heads, "d_ff": c.d_ff, "vocab_size": c.vocab_size,
-            "context_length": c.context_length, "kv_bytes_per_token": c.kv_bytes_per_token(),
-            "file_tensor_types": m.info.get("file_types"), "load_seconds": m.info.get("load_seconds")}
+    card = {**model_card(m), "source": m.source, "load_seconds": m.info.get("load_seconds")}
     if args.json:
         print(json.dumps(card, indent=1))
         return

@@ -56,6 +56,35 @@ class Model:
         return forward(self, ids[None], [cache], all_logits=True)[0]
 
 
+
+def parameter_count(model) -> int:
+    """Parameters of the network, counting a tied (un)embedding and any shared array once."""
+    seen, total = set(), 0
+    for name, w in model.weights.items():
+        if name == "lm_head" and model.config.tied_embeddings:
+            continue
+        if id(w) not in seen:
+            seen.add(id(w))
+            total += int(getattr(w, "size", 0))
+    return total
+
+
+def model_card(model) -> dict:
+    """One loaded model, as GET /api/model, the boot JSON, a run's header and `python -m llmviz info`
+    show it: defined once, here."""
+    cfg = model.config
+    return {"name": model.name, "file": model.source.rsplit("/", 1)[-1], "quantization": model.quantization,
+            "config": cfg.to_dict(), "weight_bytes": model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token(),
+            "file_types": model.info.get("file_types", []), "parameters": parameter_count(model)}
+
+
+def run_model(model) -> dict:
+    """The model card flattened as a run's header carries it: {"name", **config, "quantization", ...}."""
+    card = model_card(model)
+    return {"name": card["name"], **card["config"],
+            **{k: card[k] for k in ("quantization", "weight_bytes", "kv_bytes_per_token")}}
+
+
 def source_key(path: Path) -> str:
     st = path.stat() if path.is_file() else max((p.stat() for p in path.iterdir()), key=lambda s: s.st_mtime_ns)
     raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{CACHE_FORMAT}"

@@ -146,10 +146,10 @@ class Trace:
         return list(self.prompt_ids) + [i for s in self.steps for i in s.emitted]
 
     def summary(self) -> dict:
+        from .model import run_model
         cfg = self.model.config
         return {
-            "model": {"name": self.model.name, **cfg.to_dict(), "quantization": self.model.quantization,
-                      "weight_bytes": self.model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token()},
+            "model": run_model(self.model),
             "settings": self.settings,
             "prompt_tokens": [token_dict(self.tok, i) for i in self.prompt_ids],
             "steps": [s.summary(self.tok, cfg.n_layers) for s in self.steps],

@@ -1,7 +1,7 @@
 """The facts the page and the API share, each defined once (issue 12).
 
-- `model_card(model)`: one loaded model (name, architecture, bytes, parameters). GET /api/model,
-  the page's boot JSON and every run's header (runs.py) are built from it.
+- `model_card(model)` (llmviz/model.py): one loaded model (name, architecture, bytes, parameters). GET /api/model,
+  the boot JSON, every run's header (runs.py), a trace's summary and `python -m llmviz info` use it.
 - `QUANTIZATIONS`: the weight formats of llmviz.quant, each with its real size for this model
   (`quant.model_nbytes`, from the shapes) and bits per parameter derived from that size.
 - `DRAFT_SOURCES`: the speculative-decoding drafts a request may name (llmviz/speculative.py).
@@ -22,6 +22,7 @@ import plotly
 
 from llmviz import quant, trace
 from llmviz.generate import GenerationRequest
+from llmviz.model import model_card, parameter_count
 
 QUANTIZATIONS = quant.KINDS
 QUANT_LABELS = {                       # what each format stores (quant.py's docstring has the details)
@@ -45,33 +46,6 @@ DEFAULTS = {
     "max_new_tokens": 24,              # web only: short enough to watch stream in, long enough to say something
     "quantization": "fp32",            # web only: the registry's model for the request
 }
-
-
-def parameter_count(model) -> int:
-    """Parameters of the network, counting a tied (un)embedding and any shared array once."""
-    seen, total = set(), 0
-    for name, w in model.weights.items():
-        if name == "lm_head" and model.config.tied_embeddings:
-            continue
-        if id(w) not in seen:
-            seen.add(id(w))
-            total += int(getattr(w, "size", 0))
-    return total
-
-
-def model_card(model) -> dict:
-    """One loaded model, as GET /api/model, the boot JSON and a run's header show it."""
-    cfg = model.config
-    return {"name": model.name, "file": model.source.rsplit("/", 1)[-1], "quantization": model.quantization,
-            "config": cfg.to_dict(), "weight_bytes": model.nbytes, "kv_bytes_per_token": cfg.kv_bytes_per_token(),
-            "file_types": model.info.get("file_types", []), "parameters": parameter_count(model)}
-
-
-def run_model(model) -> dict:
-    """The model card flattened as a run's header carries it: {"name", **config, "quantization", ...}."""
-    card = model_card(model)
-    return {"name": card["name"], **card["config"],
-            **{k: card[k] for k in ("quantization", "weight_bytes", "kv_bytes_per_token")}}
 
 
 def quantizations(model) -> list:

@@ -20,9 +20,9 @@ import uuid
 from collections import OrderedDict
 
 from llmviz.generate import generated_text
+from llmviz.model import run_model
 from llmviz.trace import token_dict
 
-from .facts import run_model
 from .limits import trace_nbytes
 
 
