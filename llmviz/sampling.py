@@ -35,6 +35,15 @@ def tempered(logits, temperature: float) -> np.ndarray:
         return softmax(((z - z.max()) / float(temperature)).astype(np.float32))
 
 
+def top_k_mask(probs, k: int) -> np.ndarray:
+    """[V] -> bool [V]: the k most likely tokens, ties at the k-th value going to lower ids (the
+    first k of the draw order). O(V) with a partition, not a sort of the whole vocabulary."""
+    t = np.partition(probs, probs.size - k)[probs.size - k]             # the k-th largest value
+    keep = probs > t
+    keep[np.flatnonzero(probs == t)[: k - int(keep.sum())]] = True      # equal values: lower ids first
+    return keep
+
+
 def filtered_distribution(logits, s: SamplingSettings) -> np.ndarray:
     """[V] logits -> [V] probabilities after temperature, top-k and top-p (zeros outside the kept set)."""
     if s.greedy:
@@ -43,12 +52,12 @@ def filtered_distribution(logits, s: SamplingSettings) -> np.ndarray:
         return p
     probs = tempered(logits, s.temperature)
     keep = np.ones(probs.shape, bool)
-    order = np.argsort(-probs, kind="stable")
     if s.top_k is not None and s.top_k < probs.size:
-        keep[order[s.top_k:]] = False
+        keep = top_k_mask(probs, s.top_k)
     if s.top_p is not None and s.top_p < 1.0:
-        sorted_p = np.where(keep[order], probs[order], 0.0)
-        cum = np.cumsum(sorted_p)
+        ids = np.flatnonzero(keep)                                         # [K], ascending ids
+        order = ids[np.argsort(-probs[ids], kind="stable")]                # draw order of the kept tokens
+        cum = np.cumsum(probs[order])
         n_keep = int(np.searchsorted(cum, s.top_p * cum[-1])) + 1   # smallest prefix reaching top_p
         keep[order[n_keep:]] = False
     p = np.where(keep, probs, 0.0)

@@ -1,10 +1,12 @@
 """Greedy, temperature, top-k, top-p and the seeded random draw."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import llmviz
 from llmviz.ops import softmax
-from llmviz.sampling import SamplingSettings, draw, draw_intervals, filtered_distribution, sample
+from llmviz.sampling import SamplingSettings, draw, draw_intervals, filtered_distribution, sample, top_k_mask
 
 LOGITS = np.array([3.0, 2.5, 2.0, 1.0, 0.5, 0.0, -1.0, -3.0], np.float32)
 
@@ -120,3 +122,14 @@ def test_extreme_temperatures_give_a_distribution(temperature):
         assert p[0] == pytest.approx(1.0)
     else:
         np.testing.assert_allclose(p, 1 / len(LOGITS), rtol=1e-4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=60), st.integers(1, 70))
+def test_top_k_keeps_the_first_k_of_the_draw_order(levels, k):
+    """top-k by partition keeps exactly the first k tokens of the draw order (descending
+    probability, ties to lower ids), however many values tie at the k-th place."""
+    probs = np.asarray(levels, np.float32) / 7 + 0.01                     # few distinct values: many ties
+    k = min(k, probs.size)
+    first_k = np.argsort(-probs, kind="stable")[:k]
+    assert sorted(np.flatnonzero(top_k_mask(probs, k))) == sorted(first_k)
