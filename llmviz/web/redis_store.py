@@ -27,6 +27,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import numpy as np
 import redis
@@ -178,6 +179,26 @@ def unpack_step(blob: bytes) -> Step:
     return Step(**{k: join_arrays(v, arrays) for k, v in header["fields"].items() if k in known})
 
 
+class StoredSteps(Sequence):
+    """A stored run's Steps, each unpacked from its blob when first asked for: the run's JSON
+    (GET /api/runs/<id>) needs only the summaries, and a detail request only the steps it reads."""
+
+    def __init__(self, blobs):
+        self.blobs = blobs
+        self.unpacked = [None] * len(blobs)
+
+    def __len__(self):
+        return len(self.blobs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]                      # negative indices, and IndexError past the end
+        if self.unpacked[i] is None:                 # two threads may both unpack: the same Step
+            self.unpacked[i] = unpack_step(self.blobs[i])
+        return self.unpacked[i]
+
+
 def array_placeholders(value) -> list:
     """The array placeholders in `value`, in the order split_arrays numbered them."""
     found = []
@@ -325,8 +346,7 @@ class RedisRunStore:
         """Stored parts -> a Run whose trace is a real Trace of real Steps (arrays in float32)."""
         model = self.models.get(meta["settings"]["quantization"])
         n = min(len(summaries), len(blobs))
-        trace = Trace(model, meta["settings"], meta["prompt_ids"], [unpack_step(b) for b in blobs[:n]],
-                      meta["timings"])
+        trace = Trace(model, meta["settings"], meta["prompt_ids"], StoredSteps(blobs[:n]), meta["timings"])
         run = Run(trace, meta["request"], model, run_id=meta["id"], created=meta["created"])
         run.status, run.error, run.final_text, run.stats = meta["status"], meta["error"], meta["text"], meta["stats"]
         run.step_summaries = summaries[:n]

@@ -65,7 +65,8 @@ class Run:
         self.status = "done"
 
     def new_ids(self) -> list:
-        return [i for s in self.trace.steps for i in s.emitted]
+        """The generated token ids of the steps summarized so far (no step's arrays are touched)."""
+        return [t["id"] for s in self.step_summaries for t in s["emitted"]]
 
     def new_tokens(self) -> list:
         return [token_dict(self.model.tokenizer, i) for i in self.new_ids()]
