@@ -25,9 +25,13 @@ export function explain(facts) {
       + 'for one new token and attends over the stored rows. Turn it off and every step runs all n tokens of the '
       + 'text through the model again (weight products over n rows, attention over about n²/2 pairs per head), '
       + 'so the latency line climbs with every token.'],
-    ['Quantization', `The weights are stored with fewer bits plus float32 scales. For this model: fp32 `
-      + `${fmtBytes(fp32.weight_bytes)}; ${smaller.join('; ')}. A decode step then has fewer bytes to read; whether `
-      + 'it is faster depends on how the matrix products use the packed weights. The timing panel measures it: '
+    ['Quantization', `The weights are stored with fewer bits plus float32 scales (int4: a scale and a minimum per `
+      + `32 weights). For this model: fp32 `
+      + `${fmtBytes(fp32.weight_bytes)}; ${smaller.join('; ')}. A decode step reads every weight once, so fewer `
+      + 'bytes per weight make it faster, provided the weights are multiplied in their packed form: llmviz\'s fused '
+      + 'kernels (compiled with numba) turn the packed codes into numbers inside the processor and multiply at '
+      + 'once, never writing a float32 copy. A long prompt\'s prefill expands the weights to float32 block by '
+      + 'block instead, so the gain shows on the tokens after the first. The timing panel measures it here: '
       + 'compare the tokens per second of an fp32 run and a quantized run of the same prompt. The model\'s '
       + 'probabilities shift a little with int8 and more with int4 (docs/optimizations.md measures how much).'],
     ['Batching', 'Several prompts are decoded together, one row each, in one forward pass per step; every row keeps '
