@@ -346,17 +346,17 @@ def shown_step(page):
 
 def test_pause_holds_the_view_while_tokens_arrive_and_play_replays(page):
     page.fill(tid("prompt"), PROMPT)
-    page.fill("#max_new_tokens", "10")
+    page.fill("#max_new_tokens", "40")                  # ~1 s of streaming: still running when Pause is clicked
     page.click(tid("generate"))
     page.wait_for_selector(tid("token"))
     page.click("#play")
     expect(page.locator("#play")).to_have_text("Play")
     held = shown_step(page)
     expect(page.locator("#status")).to_contain_text("Done", timeout=120_000)
-    expect(page.locator(tid("token"))).to_have_count(10)
-    assert held < 9 and shown_step(page) == held, "the view should stay where it was paused"
-    page.click("#play")                                 # replay: one step every 1.5 s
-    expect(page.locator("#step-label")).to_contain_text(f"Step {held + 1} of 9", timeout=10_000)
+    expect(page.locator(tid("token"))).to_have_count(40)
+    assert held < 39 and shown_step(page) == held, "the view should stay where it was paused"
+    page.click("#play")                                 # replay: the next step once its motion has played
+    expect(page.locator("#step-label")).to_contain_text(f"Step {held + 1} of 39", timeout=10_000)
 
 
 def test_an_imported_run_unknown_here_can_be_recreated(run_page, page, tmp_path):
