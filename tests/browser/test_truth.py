@@ -71,36 +71,32 @@ def visible(text):
     return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
 
 
-@pytest.fixture(scope="module")
-def plain(browser, live_server):
+def streamed_page(browser, live_server, *args, **kwargs):
+    """A page that has streamed one run (stream_run's arguments); closed after the module."""
     page = new_page(browser, live_server)
-    page.run = stream_run(page, PROMPT, 4)
+    page.run = stream_run(page, *args, **kwargs)
     yield page
     page.context.close()
+
+
+@pytest.fixture(scope="module")
+def plain(browser, live_server):
+    yield from streamed_page(browser, live_server, PROMPT, 4)
 
 
 @pytest.fixture(scope="module")
 def cache_off(browser, live_server):
-    page = new_page(browser, live_server)
-    page.run = stream_run(page, PROMPT, 4, kv_cache=False)
-    yield page
-    page.context.close()
+    yield from streamed_page(browser, live_server, PROMPT, 4, kv_cache=False)
 
 
 @pytest.fixture(scope="module")
 def spec_greedy(browser, live_server):
-    page = new_page(browser, live_server)
-    page.run = stream_run(page, REPEATING, 12, speculative=True)
-    yield page
-    page.context.close()
+    yield from streamed_page(browser, live_server, REPEATING, 12, speculative=True)
 
 
 @pytest.fixture(scope="module")
 def spec_sampled(browser, live_server):
-    page = new_page(browser, live_server)
-    page.run = stream_run(page, SAMPLED, 12, speculative=True, temperature=1, seed=SAMPLED_SEED)
-    yield page
-    page.context.close()
+    yield from streamed_page(browser, live_server, SAMPLED, 12, speculative=True, temperature=1, seed=SAMPLED_SEED)
 
 
 def spec_step(run, kind):
