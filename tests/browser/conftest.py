@@ -65,3 +65,36 @@ def page(browser, live_server):
     page = new_page(browser, live_server)
     yield page
     page.context.close()
+
+
+# Hold a streamed run after its first step until the test releases it: the run is computed by the
+# real engine, only its delivery to the page waits, so a fast machine cannot finish the run before
+# the test has clicked what it means to click while tokens are still arriving.
+HOLD_STREAM = """() => {
+  const realFetch = window.fetch;
+  let release;
+  window.streamGate = new Promise((r) => { release = r; });
+  window.releaseStream = () => release();
+  window.fetch = async (url, options) => {
+    const response = await realFetch(url, options);
+    if (!String(url).endsWith('/api/stream') || !response.ok) return response;
+    let seen = '';
+    const held = response.body.pipeThrough(new TransformStream({
+      async transform(chunk, controller) {
+        if (seen.includes('event: step')) await window.streamGate;
+        seen += new TextDecoder().decode(chunk);
+        controller.enqueue(chunk);
+      },
+    }));
+    return new Response(held, { status: response.status, headers: response.headers });
+  };
+}"""
+
+
+def hold_stream_after_first_step(page):
+    """Until release_stream(page), a streamed run's events after the first step wait in the page."""
+    page.evaluate(HOLD_STREAM)
+
+
+def release_stream(page):
+    page.evaluate("window.releaseStream()")

@@ -11,7 +11,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import new_page
+from .conftest import hold_stream_after_first_step, new_page, release_stream
 
 PROMPT = "The quick brown fox"
 GREEDY = ["␣with", "␣a", "␣quick", "␣brown", "␣bear", "."]      # as the page shows them (␣ = space)
@@ -346,17 +346,20 @@ def shown_step(page):
 
 def test_pause_holds_the_view_while_tokens_arrive_and_play_replays(page):
     page.fill(tid("prompt"), PROMPT)
-    page.fill("#max_new_tokens", "40")                  # ~1 s of streaming: still running when Pause is clicked
+    page.fill("#max_new_tokens", "10")
+    hold_stream_after_first_step(page)                  # still streaming when Pause is clicked, however fast
     page.click(tid("generate"))
     page.wait_for_selector(tid("token"))
+    expect(page.locator("#play")).to_have_text("Pause")  # following the stream
     page.click("#play")
     expect(page.locator("#play")).to_have_text("Play")
     held = shown_step(page)
+    release_stream(page)
     expect(page.locator("#status")).to_contain_text("Done", timeout=120_000)
-    expect(page.locator(tid("token"))).to_have_count(40)
-    assert held < 39 and shown_step(page) == held, "the view should stay where it was paused"
+    expect(page.locator(tid("token"))).to_have_count(10)
+    assert held < 9 and shown_step(page) == held, "the view should stay where it was paused"
     page.click("#play")                                 # replay: the next step once its motion has played
-    expect(page.locator("#step-label")).to_contain_text(f"Step {held + 1} of 39", timeout=10_000)
+    expect(page.locator("#step-label")).to_contain_text(f"Step {held + 1} of 9", timeout=10_000)
 
 
 def test_an_imported_run_unknown_here_can_be_recreated(run_page, page, tmp_path):
