@@ -159,8 +159,9 @@ def bias(w, family, name):
 # -- the blocks -------------------------------------------------------------------------------
 
 def embed(model, tokens, starts, recs):
-    """tokens [B, T] at positions starts[b] ... -> x [B, T, D], and per row the RoPE
-    tables ([T, 2, d/2] cos, sin) for attention (None with learned positions)."""
+    """tokens [B, T] at positions starts[b] ... -> x [B, T, D], and the RoPE tables of every
+    row (cos, sin: [B, 1, T, 2, d/2], one row per sequence, shared by its heads) for attention
+    (None with learned positions)."""
     cfg, w, fam = model.config, model.weights, FAMILIES[model.config.arch]
     T = tokens.shape[1]
     positions = np.stack([np.arange(s, s + T) for s in starts])           # [B, T]
@@ -172,7 +173,8 @@ def embed(model, tokens, starts, recs):
         return x + pos, None
     angles = [ops.rope_angles(p, cfg.d_head, cfg.rope_theta) for p in positions]  # B x [T, d/2]
     record(recs, "embed.rope_angles", lambda b: angles[b])
-    return x, [ops.rope_tables(a) for a in angles]
+    cos, sin = ops.rope_tables(np.stack(angles))                          # [B, T, 2, d/2] each
+    return x, (cos[:, None], sin[:, None])
 
 
 def attention_block(model, i, x, caches, rope, recs):
@@ -185,10 +187,12 @@ def attention_block(model, i, x, caches, rope, recs):
     qkv = linear(h, w[p + "attn.wqkv"], bias(w, fam, p + "attn.bqkv"))     # [B, T, D] -> [B, T, (H+2Hkv)d]
     qk = qkv[..., : (H + Hkv) * d].reshape(B, T, H + Hkv, d).transpose(0, 2, 1, 3)  # [B, H+Hkv, T, d]
     v = qkv[..., (H + Hkv) * d:].reshape(B, T, Hkv, d).transpose(0, 2, 1, 3)         # [B, Hkv, T, d]
+    if rope is not None:
+        qk = ops.apply_rope(qk, *rope)                                     # rotate q and k of every row at once
     out = np.empty((B, H, T, d), np.float32)
     probs = [None] * B
     for b, cache in enumerate(caches):
-        qkb = qk[b] if rope is None else ops.apply_rope(qk[b], *rope[b])  # rotate q and k in one go
+        qkb = qk[b]                                                        # [H+Hkv, T, d]
         s0 = cache.length
         keys, values = cache.store(i, qkb[H:], v[b])                       # [Hkv, S, d] each, S = s0 + T
         # causal mask: query t (at position s0 + t) sees keys 0 .. s0 + t
@@ -212,7 +216,10 @@ def ffn_block(model, i, x, recs, kept_rows):
 
 def record_residual(recs, i, x, kept_rows):
     """The residual stream after layer i: its size at every position, the vector at the last kept_rows."""
-    record(recs, f"layers.{i}.resid_norm", lambda b: np.linalg.norm(x[b], axis=-1))  # [T]
+    if recs is None:
+        return
+    norms = np.sqrt((x * x).sum(axis=-1))                                             # [B, T], every row at once
+    record(recs, f"layers.{i}.resid_norm", lambda b: norms[b])                        # [T]
     record(recs, f"layers.{i}.resid", lambda b: x[b, -kept_rows:].copy())            # [R, D]
 
 

@@ -50,7 +50,7 @@ def rope_angles(positions, d, theta):
 
 
 def rope_tables(angles):
-    """[T, d/2] angles -> cos, sin tables [T, 2, d/2] shaped for apply_rope."""
+    """[..., T, d/2] angles -> cos, sin tables [..., T, 2, d/2] shaped for apply_rope."""
     cos, sin = np.cos(angles), np.sin(angles)
     return np.stack([cos, cos], axis=-2), np.stack([-sin, sin], axis=-2)
 
@@ -59,7 +59,8 @@ def apply_rope(x, cos2, sin2):
     """Rotate pairs (i, i + d/2), Hugging Face's 'rotate_half' layout:
     (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin).
 
-    x [..., T, d], cos2/sin2 [T, 2, d/2] from rope_tables() -> [..., T, d]
+    x [..., T, d], cos2/sin2 [T, 2, d/2] from rope_tables() (or any shape that broadcasts
+    against [..., T, 2, d/2], e.g. [B, 1, T, 2, d/2] for B sequences) -> [..., T, d]
     """
     *lead, T, d = x.shape
     halves = x.reshape(*lead, T, 2, d // 2)                       # [..., T, 2, d/2]: (x1, x2)
