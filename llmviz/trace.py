@@ -89,7 +89,7 @@ class Step:
         }
         if self.rec:
             out["residual_norms"] = [r4(self.rec[f"layers.{i}.resid_norm"]) for i in range(n_layers)]
-            out["attention_focus"] = [[int(np.argmax(h[self.focus])) for h in self.rec[f"layers.{i}.attn.probs"]]
+            out["attention_focus"] = [np.argmax(self.rec[f"layers.{i}.attn.probs"][:, self.focus], axis=-1).tolist()
                                       for i in range(n_layers)]     # per layer and head: the key most attended
         return out
 
