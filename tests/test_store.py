@@ -96,10 +96,12 @@ def test_stored_compactly_with_a_ttl(make_app, redis_server, real_model):
     from llmviz.web.limits import trace_nbytes
     app = make_app(LLMVIZ_REDIS_URL=redis_server.url, LLMVIZ_RUN_TTL=600)
     run = generate(app, max_new_tokens=8)
-    store = app.extensions["llmviz"]["runs"]
-    raw = trace_nbytes(store.get(run["id"]).trace)                    # float32 arrays in memory
-    stored = store.stored_bytes()
-    assert stored < raw / 2, (stored, raw)
+    in_memory = make_app()                                            # the same run, kept in memory
+    same = generate(in_memory, max_new_tokens=8)
+    raw = trace_nbytes(in_memory.extensions["llmviz"]["runs"].get(same["id"]).trace)   # float32 arrays
+    stored = app.extensions["llmviz"]["runs"].stored_bytes()
+    print(f"8-token run: {raw} bytes in memory, {stored} in Redis")
+    assert stored < raw / 4, (stored, raw)
     r = redis.Redis.from_url(redis_server.url)
     for key in (f"llmviz:run:{run['id']}", f"llmviz:run:{run['id']}:steps", f"llmviz:run:{run['id']}:summaries"):
         assert 590 <= r.ttl(key) <= 600, key
@@ -132,6 +134,18 @@ def test_the_byte_budget_drops_the_least_recently_used(make_app, redis_server):
     assert app.extensions["llmviz"]["runs"].stored_bytes() <= 2.5 * one_run
     gone = client.get(f"/api/runs/{ids[1]}/steps/0/embedding").get_json()["error"]
     assert gone["field"] == "run" and gone["message"].startswith(f"run '{ids[1]}' was evicted: the run store keeps")
+
+
+def test_a_step_read_after_its_run_was_dropped_says_so(pair, redis_server):
+    here, there = pair
+    rid = generate(here)["id"]
+    remote = there.test_client()
+    assert remote.get(f"/api/runs/{rid}").status_code == 200          # read back: steps not yet unpacked
+    redis.Redis.from_url(redis_server.url).delete(f"llmviz:run:{rid}:steps")   # dropped meanwhile
+    gone = remote.get(f"/api/runs/{rid}/steps/2/embedding")
+    assert gone.status_code == 404
+    assert gone.get_json()["error"]["message"] == ("step 2 of this run is no longer stored (the run was dropped "
+                                                   "from the store to keep within its budget); generate it again")
 
 
 def test_redis_down_answers_503_quickly_and_recovers_by_itself(make_app, redis_server):

@@ -31,7 +31,7 @@ def trace_nbytes(trace) -> int:
     """Bytes of the arrays a run's trace holds (what `validation.trace_bytes` estimates)."""
     total = 0
     for step in list(trace.steps):
-        total += step.logits.nbytes + getattr(step.sampling.get("probs"), "nbytes", 0)
+        total += getattr(step.logits, "nbytes", 0) + getattr(step.sampling.get("probs"), "nbytes", 0)
         total += sum(getattr(a, "nbytes", 0) for a in step.rec.values())
     return total
 

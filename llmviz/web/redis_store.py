@@ -7,8 +7,8 @@ whichever process gets the request. Keys, all under a prefix (default "llmviz:")
     run:<id>              JSON: request, settings, prompt ids, status, error, timings, stats, text
     run:<id>:summaries    list: each step's compact JSON summary (what the stream sent)
     run:<id>:steps        list: each step packed (pack_step): the Step dataclass's fields as JSON,
-                          its arrays (the recorder's intermediates `rec`, logits, sampling
-                          probabilities) as float16, zeros dropped; no pickle
+                          its arrays (the recorder's intermediates `rec`) as float16, zeros
+                          dropped, without the full logits (see pack_step); no pickle
     run:<id>:alive        exists while the worker computing the run is alive (a lease)
     runs                  sorted set: run id -> time of last use (newest first for GET /api/runs)
     sizes, bytes          bytes stored per run and in total: the byte budget
@@ -84,13 +84,22 @@ return 1
 # array of the step. The header holds the Step's fields (whatever fields the dataclass has), each
 # array replaced by a placeholder (its number, dtype and shape) and a layout entry per array
 # (stored dtype, offset, count of non-zeros if stored sparse). Floating arrays are stored as
-# float16 when every value fits (attention probabilities, activations, logits: 3 significant
-# digits are plenty for a picture); an array that is mostly zeros (the sampling distribution
-# after top-k/top-p) as positions + values. Deflate on top was measured and left out: 11% smaller
-# for ~15 ms more CPU per step than the 1.7 ms packing takes (done for every step of every run).
-# No pickle: reading runs no code.
+# float16 when every value fits (attention probabilities, activations: 3 significant digits are
+# plenty for a picture); an array that is mostly zeros as positions + values. Deflate on top was
+# measured and left out: 11% smaller for ~15 ms more CPU per step than packing takes (~1 ms, done
+# for every step of every run). No pickle: reading runs no code.
+#
+# Left out: the step's full logits and its sampling distribution ([V] floats each, 40% of a decode
+# step's bytes and of its packing time). No endpoint reads them from a stored run: what the page
+# shows of them (the top tokens, their probabilities, the draw) is in the step's summary, stored
+# next to it. A step read back has None in their place.
 
 MAGIC = b"LLMVIZ-STEP-1\n"
+
+
+def stored_part(step: Step) -> Step:
+    """The step without its full logits and sampling distribution (see above)."""
+    return dataclasses.replace(step, logits=None, sampling={**step.sampling, "probs": None})
 
 
 def split_arrays(value, arrays: list):
@@ -140,7 +149,7 @@ def float_bytes(arrays) -> list:
 
 def pack_step(step: Step) -> bytes:
     """Every field of the Step dataclass -> bytes (see above)."""
-    arrays = []
+    arrays, step = [], stored_part(step)
     fields = {f.name: split_arrays(getattr(step, f.name), arrays) for f in dataclasses.fields(step)}
     parts, layout, offset = [], [], 0
     for a, small in zip(arrays, float_bytes(arrays)):
@@ -180,23 +189,33 @@ def unpack_step(blob: bytes) -> Step:
 
 
 class StoredSteps(Sequence):
-    """A stored run's Steps, each unpacked from its blob when first asked for: the run's JSON
-    (GET /api/runs/<id>) needs only the summaries, and a detail request only the steps it reads."""
+    """A stored run's Steps, each read from Redis and unpacked when first asked for: the run's JSON
+    (GET /api/runs/<id>) needs only the summaries, and a detail request only the step it shows."""
 
-    def __init__(self, blobs):
-        self.blobs = blobs
-        self.unpacked = [None] * len(blobs)
+    def __init__(self, n, fetch):
+        self.fetch = fetch                           # i -> step i's packed bytes
+        self.unpacked = [None] * n
 
     def __len__(self):
-        return len(self.blobs)
+        return len(self.unpacked)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         i = range(len(self))[i]                      # negative indices, and IndexError past the end
         if self.unpacked[i] is None:                 # two threads may both unpack: the same Step
-            self.unpacked[i] = unpack_step(self.blobs[i])
+            self.unpacked[i] = unpack_step(self.fetch(i))
         return self.unpacked[i]
+
+
+@dataclasses.dataclass
+class StoredTrace(Trace):
+    """A Trace read back from Redis. Its steps unpack lazily (StoredSteps); the emitted ids come
+    from the step summaries, so labelling the keys of one step unpacks no other step."""
+    emitted_ids: list = dataclasses.field(default_factory=list)
+
+    def all_ids(self):
+        return list(self.prompt_ids) + self.emitted_ids
 
 
 def array_placeholders(value) -> list:
@@ -333,24 +352,33 @@ class RedisRunStore:
             if cached is not None and cached[:2] == (n, meta["status"]):
                 self.decoded.move_to_end(run_id)
                 return cached[2]
-        with self.client.pipeline() as p:       # one transaction: summaries and steps agree
-            texts, blobs = p.lrange(summaries, 0, -1).lrange(steps, 0, -1).execute()
-        run = self.rebuild(meta, [json.loads(t) for t in texts], blobs)
+        texts = self.client.lrange(summaries, 0, n - 1)      # steps are only ever appended: n of each
+        run = self.rebuild(meta, [json.loads(t) for t in texts], steps)
         with self.lock:
             self.decoded[run_id] = (n, meta["status"], run)
             while len(self.decoded) > self.cache_runs:
                 self.decoded.popitem(last=False)
         return run
 
-    def rebuild(self, meta, summaries, blobs) -> Run:
-        """Stored parts -> a Run whose trace is a real Trace of real Steps (arrays in float32)."""
+    def rebuild(self, meta, summaries, steps_key) -> Run:
+        """Stored parts -> a Run whose trace is a real Trace of real Steps (arrays in float32), each
+        step read from `steps_key` when a request first needs it."""
         model = self.models.get(meta["settings"]["quantization"])
-        n = min(len(summaries), len(blobs))
-        trace = Trace(model, meta["settings"], meta["prompt_ids"], StoredSteps(blobs[:n]), meta["timings"])
+        emitted = [t["id"] for summary in summaries for t in summary["emitted"]]
+        steps = StoredSteps(len(summaries), lambda i: self.step_blob(steps_key, i))
+        trace = StoredTrace(model, meta["settings"], meta["prompt_ids"], steps, meta["timings"], emitted)
         run = Run(trace, meta["request"], model, run_id=meta["id"], created=meta["created"])
         run.status, run.error, run.final_text, run.stats = meta["status"], meta["error"], meta["text"], meta["stats"]
-        run.step_summaries = summaries[:n]
+        run.step_summaries = summaries
         return run
+
+    @redis_errors
+    def step_blob(self, steps_key, i) -> bytes:
+        blob = self.client.lindex(steps_key, i)
+        if blob is None:
+            raise IndexError(f"step {i} of this run is no longer stored (the run was dropped from the store to "
+                             "keep within its budget); generate it again")
+        return blob
 
     def touch(self, run_id):
         """A use: the run becomes the most recently used and its keys live another TTL."""
