@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -107,7 +108,9 @@ def test_every_run_is_readable_three_times_through_any_worker(server):
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             c.request("GET", f"/api/runs/{run['id']}")
             response = c.getresponse()                 # (accepted by a worker by now, still open)
-            answered_by.add(loadtest.serving_worker(master, port, c.sock.getsockname()[1]))
+            worker = loadtest.serving_worker(master, port, c.sock.getsockname()[1])
+            answered_by.add(worker)
+            assert response.getheader("X-Served-By") == f"{socket.gethostname()}:{worker}"   # says who answered
             assert response.status == 200 and json.loads(response.read()) == run
             c.close()
     assert answered_by <= set(loadtest.children(master)) and None not in answered_by

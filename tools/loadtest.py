@@ -217,7 +217,7 @@ def read_back(host, port, run_id, args, results):
         for path in (f"/api/runs/{run_id}", f"/api/runs/{run_id}/steps/0/attention/0?head=0"):
             try:
                 response, conn = request(host, port, "GET", path, timeout=60)
-                worker = serving_worker(args.master, port, conn.client_port) if args.master else "?"
+                worker = response.getheader("X-Served-By", "?").rsplit(":", 1)[-1]    # host:pid
                 status, body = response.status, response.read()
                 conn.close()
             except Exception as e:

@@ -8,6 +8,8 @@ with `LLMVIZ_REDIS_URL`, in Redis shared by every worker (`redis_store.py`). Run
 `LLMVIZ_MAX_ACTIVE` wait in a bounded FIFO line (`admission.py`). `close_app(app)`
 ends the app's scheduler thread and store connections (tests call it at teardown).
 """
+import os
+import socket
 from pathlib import Path
 
 from flask import Flask
@@ -64,7 +66,18 @@ def create_app(config=None) -> Flask:
     register_error_handlers(app)
     register_security(app)
     register_limits(app)
+    app.after_request(add_served_by)
     return app
+
+
+def add_served_by(response):
+    """Which machine and process answered (several workers and machines serve one class): for
+    operators and the load test (tools/loadtest.py), who can tell the workers apart without /proc."""
+    response.headers["X-Served-By"] = f"{HOST}:{os.getpid()}"
+    return response
+
+
+HOST = socket.gethostname()
 
 
 def run_store(config, registry):
