@@ -57,7 +57,9 @@ if shared_store and "LLMVIZ_MAX_RUNS" not in os.environ:
 wsgi_app = f"llmviz.web:create_app({app_config!r})"
 bind = os.environ.get("LLMVIZ_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("LLMVIZ_WORKERS", os.cpu_count() if shared_store else 1))
-worker_class = "gthread"
+# Threads (a stream holds one while it waits or computes); with several workers, the one serving
+# fewer connections accepts the next (llmviz/web/worker.py), so a class splits evenly between them.
+worker_class = "llmviz.web.worker.LeastBusyWorker" if workers > 1 else "gthread"
 # The fused int8/int4 kernels (numba) use every core by default: with one worker per core, one
 # thread each, so the workers do not fight over the cores (llmviz/kernels.py).
 if workers > 1:

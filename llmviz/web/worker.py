@@ -1,0 +1,31 @@
+"""A gunicorn worker that leaves a new connection to a less busy sibling (gunicorn.conf.py uses it
+when there are several workers).
+
+Workers share one listening socket: the kernel wakes them all for each new connection and the
+first to call accept() gets it, whatever it is already serving. When a class of 30 arrives at once
+the split was uneven (18/12 and 19/11 measured with 2 workers), and since each worker computes its
+own runs, the busier one decides how long the class waits. This worker first waits
+ACCEPT_DELAY_S for each connection it is busy with, so the sibling serving fewer gets there
+first: least-connections balancing without a proxy. Idle connections kept alive do not count.
+"""
+import time
+
+from gunicorn.workers.gthread import ThreadWorker
+
+ACCEPT_DELAY_S = 0.002      # per connection being served
+MAX_DELAY_S = 0.05          # a new visitor never waits longer than this to be accepted
+
+
+def accept_delay(busy: int) -> float:
+    """Seconds to wait before accepting, for a worker busy with `busy` connections."""
+    return min(ACCEPT_DELAY_S * busy, MAX_DELAY_S)
+
+
+class LeastBusyWorker(ThreadWorker):
+    def busy(self) -> int:
+        """Connections this worker is serving (open ones minus those idling in keep-alive)."""
+        return self.nr_conns - len(getattr(self, "keepalived_conns", ()))
+
+    def accept(self, *args):
+        time.sleep(accept_delay(self.busy()))
+        super().accept(*args)       # the sibling may have taken it meanwhile: gunicorn ignores EAGAIN
