@@ -9,6 +9,8 @@ Environment:
   LLMVIZ_THREADS    threads per worker (default MAX_ACTIVE + MAX_QUEUE + 32: every waiting or computing
                     stream holds a thread, and the page's detail requests need free ones)
   LLMVIZ_BLAS_THREADS  OpenBLAS/OpenMP threads per worker (default 1, see below)
+  LLMVIZ_ACCEPT_DELAY  with several workers, seconds a worker waits per connection it is serving
+                    before it accepts a new one (default 0.005; llmviz/web/worker.py)
   LLMVIZ_*          any other app setting (llmviz/web/__init__.py, limits.py, validation.py), e.g.
                     LLMVIZ_MODEL_PATH=/models/x.gguf; values are parsed as JSON when they can be
                     (numbers, true/false), otherwise taken as text.
@@ -23,7 +25,7 @@ deployment with sticky sessions. Workers share the memory-mapped weights (docs/p
 import json
 import os
 
-NOT_APP_SETTINGS = {"LLMVIZ_BIND", "LLMVIZ_WORKERS", "LLMVIZ_THREADS", "LLMVIZ_BLAS_THREADS"}
+NOT_APP_SETTINGS = {"LLMVIZ_BIND", "LLMVIZ_WORKERS", "LLMVIZ_THREADS", "LLMVIZ_BLAS_THREADS", "LLMVIZ_ACCEPT_DELAY"}
 
 # One BLAS thread per worker. The forward passes multiply small matrices ([rows, 576] @
 # [576, 1536]), where OpenBLAS's extra threads mostly spin waiting for each other; next to a

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,8 @@ def server(tmp_path_factory):
     redis_server = RedisServer(tmp).start()
     port = free_port()
     env = {**os.environ, "LLMVIZ_REDIS_URL": redis_server.url, "LLMVIZ_WORKERS": "2", "LLMVIZ_MAX_ACTIVE": "4",
-           "LLMVIZ_BIND": f"127.0.0.1:{port}", "LLMVIZ_WARMUP": "false"}
+           "LLMVIZ_BIND": f"127.0.0.1:{port}", "LLMVIZ_WARMUP": "false",
+           "LLMVIZ_ACCEPT_DELAY": "0.05"}                # 10x the default: the split holds on a busy machine
     gunicorn = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py",
                                  "--pid", str(tmp / "gunicorn.pid")], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -114,6 +116,20 @@ def test_every_run_is_readable_three_times_through_any_worker(server):
             assert response.status == 200 and json.loads(response.read()) == run
             c.close()
     assert answered_by <= set(loadtest.children(master)) and None not in answered_by
+
+
+def test_streams_opened_one_after_another_split_evenly_between_the_workers(server):
+    """The worker serving fewer connections accepts the next (llmviz/web/worker.py)."""
+    port, master = server
+    streams = []
+    try:
+        for _ in range(6):                             # each computing (and holding its connection) until closed
+            streams.append(open_stream(port, max_new_tokens=200))
+        served_by = Counter(response.getheader("X-Served-By") for _, response, _, _ in streams)
+        assert sorted(served_by.values()) == [3, 3], served_by
+    finally:
+        for conn, *_ in streams:
+            conn.close()
 
 
 def test_a_worker_killed_mid_run_ends_its_streams_and_the_others_go_on(server):

@@ -8,17 +8,19 @@ own runs, the busier one decides how long the class waits. This worker first wai
 ACCEPT_DELAY_S for each connection it is busy with, so the sibling serving fewer gets there
 first: least-connections balancing without a proxy. Idle connections kept alive do not count.
 """
+import os
 import time
 
 from gunicorn.workers.gthread import ThreadWorker
 
-ACCEPT_DELAY_S = 0.002      # per connection being served
-MAX_DELAY_S = 0.05          # a new visitor never waits longer than this to be accepted
+# Seconds per connection being served (more than a GIL switch interval, so that the less busy
+# worker's wake-up reliably comes first), and at most ten times that for any one accept.
+ACCEPT_DELAY_S = float(os.environ.get("LLMVIZ_ACCEPT_DELAY", "0.005"))
 
 
 def accept_delay(busy: int) -> float:
     """Seconds to wait before accepting, for a worker busy with `busy` connections."""
-    return min(ACCEPT_DELAY_S * busy, MAX_DELAY_S)
+    return ACCEPT_DELAY_S * min(busy, 10)
 
 
 class LeastBusyWorker(ThreadWorker):
