@@ -103,7 +103,8 @@ def test_stored_compactly_with_a_ttl(make_app, redis_server, real_model):
     print(f"8-token run: {raw} bytes in memory, {stored} in Redis")
     assert stored < raw / 4, (stored, raw)
     r = redis.Redis.from_url(redis_server.url)
-    for key in (f"llmviz:run:{run['id']}", f"llmviz:run:{run['id']}:steps", f"llmviz:run:{run['id']}:summaries"):
+    for key in (f"llmviz:run:{run['id']}", f"llmviz:run:{run['id']}:steps", f"llmviz:run:{run['id']}:summaries",
+                f"llmviz:run:{run['id']}:json"):
         assert 590 <= r.ttl(key) <= 600, key
 
 

@@ -235,7 +235,7 @@ def list_runs():
 
 @bp.get("/runs/<run_id>")
 def get_run(run_id):
-    return jsonify(find_run(run_id).to_json())
+    return Response(find_run(run_id).json_bytes(current_app.json.dumps), mimetype="application/json")
 
 
 @bp.get("/runs/<run_id>/steps/<int:step>")

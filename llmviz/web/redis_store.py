@@ -10,6 +10,8 @@ whichever process gets the request. Keys, all under a prefix (default "llmviz:")
                           its arrays (the recorder's intermediates `rec`) as float16, zeros
                           dropped, without the full logits (see pack_step); no pickle
     run:<id>:alive        exists while the worker computing the run is alive (a lease)
+    run:<id>:json         once the run has ended: its JSON as GET /api/runs/<id> answers it, so
+                          that reading a finished run again decodes and encodes nothing
     runs                  sorted set: run id -> time of last use (newest first for GET /api/runs)
     sizes, bytes          bytes stored per run and in total: the byte budget
     evicted               sorted set of ids dropped for the budget, so a 404 can say why
@@ -43,7 +45,7 @@ from .runs import Run, StoreUnavailable
 TRIM = """
 local function drop(id)
   local base = ARGV[1] .. 'run:' .. id
-  redis.call('DEL', base, base .. ':summaries', base .. ':steps', base .. ':alive')
+  redis.call('DEL', base, base .. ':summaries', base .. ':steps', base .. ':alive', base .. ':json')
   local size = tonumber(redis.call('HGET', KEYS[2], id) or '0')
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[1], id)
@@ -135,8 +137,8 @@ def float_bytes(arrays) -> list:
         return [None] * len(arrays)
     flat32 = np.concatenate(floats).astype(np.float32, copy=False)
     flat = flat32.astype(np.float16)
-    if not np.array_equal(np.isfinite(flat), np.isfinite(flat32)):
-        flat = flat32
+    if not np.isfinite(flat).all() and not np.array_equal(np.isfinite(flat), np.isfinite(flat32)):
+        flat = flat32                                                 # a finite value overflowed float16
     out, offset = [], 0
     for a in arrays:
         if a.dtype.kind == "f":
@@ -208,6 +210,29 @@ class StoredSteps(Sequence):
         return self.unpacked[i]
 
 
+class StoredSummaries(Sequence):
+    """A stored run's step summaries (the JSON texts the stream sent), each parsed when first read."""
+
+    def __init__(self, texts):
+        self.texts = texts
+        self.parsed = [None] * len(texts)
+
+    def __len__(self):
+        return len(self.texts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        if self.parsed[i] is None:
+            self.parsed[i] = json.loads(self.texts[i])
+        return self.parsed[i]
+
+
+def dumps(value) -> str:
+    return json.dumps(value, default=lambda o: o.item())              # NumPy scalars as numbers
+
+
 @dataclasses.dataclass
 class StoredTrace(Trace):
     """A Trace read back from Redis. Its steps unpack lazily (StoredSteps); the emitted ids come
@@ -257,7 +282,7 @@ class RedisRunStore:
     kind = "redis"
 
     def __init__(self, url, models, max_runs=10_000, max_bytes=2 << 30, ttl=24 * 3600, prefix="llmviz:",
-                 lease=30, cache_runs=8):
+                 lease=30, cache_runs=32):
         self.client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2,
                                            retry=Retry(NoBackoff(), 1), health_check_interval=15)
         pool = self.client.connection_pool.connection_kwargs
@@ -275,23 +300,27 @@ class RedisRunStore:
         return self.prefix + ":".join(parts)
 
     def run_keys(self, run_id):
+        """-> base (meta), summaries, steps, alive, json"""
         base = self.key("run", run_id)
-        return base, base + ":summaries", base + ":steps", base + ":alive"
+        return base, base + ":summaries", base + ":steps", base + ":alive", base + ":json"
 
     def index_keys(self):
         return [self.key("runs"), self.key("sizes"), self.key("bytes"), self.key("evicted")]
 
     @staticmethod
     def meta(run) -> bytes:
-        return json.dumps({"id": run.id, "created": run.created, "request": run.request,
-                           "settings": run.trace.settings, "prompt_ids": [int(i) for i in run.trace.prompt_ids],
-                           "status": run.status, "error": run.error, "timings": run.trace.timings,
-                           "stats": run.stats, "text": run.final_text}, default=lambda o: o.item()).encode()
+        """The run's JSON meta; once it has ended, with its generated ids (a read of one step then
+        parses no summary)."""
+        return dumps({"id": run.id, "created": run.created, "request": run.request,
+                      "settings": run.trace.settings, "prompt_ids": [int(i) for i in run.trace.prompt_ids],
+                      "status": run.status, "error": run.error, "timings": run.trace.timings,
+                      "stats": run.stats, "text": run.final_text,
+                      "new_ids": None if run.status == "running" else run.new_ids()}).encode()
 
     @redis_errors
     def add(self, run: Run) -> Run:
         meta, now = self.meta(run), time.time()
-        base, _, _, alive = self.run_keys(run.id)
+        base, _, _, alive, _ = self.run_keys(run.id)
         runs, sizes, total, _ = self.index_keys()
         with self.client.pipeline() as p:
             p.set(base, meta, ex=self.ttl).set(alive, b"1", ex=self.lease)
@@ -306,21 +335,25 @@ class RedisRunStore:
     def step_added(self, run, step):
         """Write the step just added to the run (its summary is run.step_summaries[-1])."""
         summary = json.dumps(run.step_summaries[-1]).encode()
-        base, summaries, steps, alive = self.run_keys(run.id)
+        base, summaries, steps, alive, _ = self.run_keys(run.id)
         runs, sizes, total, _ = self.index_keys()
         self.append(keys=[runs, sizes, total, summaries, steps, alive, base],
                     args=[run.id, time.time(), self.ttl, self.lease, summary, pack_step(step)])
 
     @redis_errors
     def finished(self, run):
-        """Write the final status, text and timings; the run no longer needs a live worker."""
-        base, _, _, alive = self.run_keys(run.id)
+        """Write the final status, text and timings, and the run's JSON; the run no longer needs a
+        live worker."""
+        base, _, _, alive, json_key = self.run_keys(run.id)
+        _, sizes, total, _ = self.index_keys()
         with self.lock:
             self.live.pop(run.id, None)
         if self.client.zscore(self.key("runs"), run.id) is None:
             return                            # dropped for the budget meanwhile: leave it dropped
+        body = run.json_bytes(dumps)
         with self.client.pipeline() as p:
-            p.set(base, self.meta(run), ex=self.ttl).delete(alive)
+            p.set(base, self.meta(run), ex=self.ttl).delete(alive).set(json_key, body, ex=self.ttl)
+            p.hincrby(sizes, run.id, len(body)).incrby(total, len(body))
             p.execute()
         self.trim_now()
 
@@ -336,9 +369,10 @@ class RedisRunStore:
         if live is not None:
             self.touch(run_id)
             return live
-        base, summaries, steps, alive = self.run_keys(run_id)
-        with self.client.pipeline() as p:
-            meta, n, is_alive = p.get(base).llen(steps).exists(alive).execute()
+        base, summaries, steps, alive, json_key = self.run_keys(run_id)
+        with self.client.pipeline() as p:         # read it and mark it used, in one round trip
+            self.touch_commands(p.get(base).llen(steps).exists(alive), run_id)
+            meta, n, is_alive, *_ = p.execute()
         if meta is None:
             return None
         meta = json.loads(meta)
@@ -346,30 +380,36 @@ class RedisRunStore:
             meta["status"] = "error"
             meta["error"] = ("the server process computing this run stopped before it finished "
                              "(it was restarted or killed); generate it again")
-        self.touch(run_id)
         with self.lock:
             cached = self.decoded.get(run_id)
             if cached is not None and cached[:2] == (n, meta["status"]):
                 self.decoded.move_to_end(run_id)
                 return cached[2]
-        texts = self.client.lrange(summaries, 0, n - 1)      # steps are only ever appended: n of each
-        run = self.rebuild(meta, [json.loads(t) for t in texts], steps)
+        with self.client.pipeline() as p:         # steps are only ever appended: n of each
+            texts, encoded = p.lrange(summaries, 0, n - 1).get(json_key).execute()
+        run = self.rebuild(meta, texts, steps, encoded)
         with self.lock:
             self.decoded[run_id] = (n, meta["status"], run)
             while len(self.decoded) > self.cache_runs:
                 self.decoded.popitem(last=False)
         return run
 
-    def rebuild(self, meta, summaries, steps_key) -> Run:
+    def rebuild(self, meta, texts, steps_key, encoded=None) -> Run:
         """Stored parts -> a Run whose trace is a real Trace of real Steps (arrays in float32), each
-        step read from `steps_key` when a request first needs it."""
+        step read from `steps_key` and each summary parsed when a request first needs it; `encoded`
+        is the ended run's stored JSON."""
         model = self.models.get(meta["settings"]["quantization"])
-        emitted = [t["id"] for summary in summaries for t in summary["emitted"]]
-        steps = StoredSteps(len(summaries), lambda i: self.step_blob(steps_key, i))
+        summaries = StoredSummaries(texts)
+        emitted = meta.get("new_ids")
+        if emitted is None or meta["status"] == "running":
+            emitted = [t["id"] for summary in summaries for t in summary["emitted"]]
+        steps = StoredSteps(len(texts), lambda i: self.step_blob(steps_key, i))
         trace = StoredTrace(model, meta["settings"], meta["prompt_ids"], steps, meta["timings"], emitted)
         run = Run(trace, meta["request"], model, run_id=meta["id"], created=meta["created"])
         run.status, run.error, run.final_text, run.stats = meta["status"], meta["error"], meta["text"], meta["stats"]
         run.step_summaries = summaries
+        if encoded is not None:
+            run.encoded = (run.status, encoded)
         return run
 
     @redis_errors
@@ -383,10 +423,15 @@ class RedisRunStore:
     def touch(self, run_id):
         """A use: the run becomes the most recently used and its keys live another TTL."""
         with self.client.pipeline(transaction=False) as p:
-            p.zadd(self.key("runs"), {run_id: time.time()}, xx=True)
-            for k in self.run_keys(run_id)[:3]:
-                p.expire(k, self.ttl)
-            p.execute()
+            self.touch_commands(p, run_id).execute()
+
+    def touch_commands(self, p, run_id):
+        """Queue touch()'s commands on pipeline p (nothing happens to a run that is not stored)."""
+        p.zadd(self.key("runs"), {run_id: time.time()}, xx=True)
+        base, summaries, steps, _, json_key = self.run_keys(run_id)
+        for k in (base, summaries, steps, json_key):
+            p.expire(k, self.ttl)
+        return p
 
     @redis_errors
     def was_evicted(self, run_id: str) -> bool:
@@ -397,7 +442,8 @@ class RedisRunStore:
         ids = [i.decode() for i in self.client.zrevrange(self.key("runs"), 0, limit - 1)]
         with self.client.pipeline(transaction=False) as p:
             for i in ids:
-                p.get(self.run_keys(i)[0]).llen(self.run_keys(i)[2])
+                base, _, steps, *_ = self.run_keys(i)
+                p.get(base).llen(steps)
             values = p.execute()
         rows = []
         for meta, n in zip(values[::2], values[1::2]):

@@ -48,6 +48,7 @@ class Run:
         self.step_summaries = []          # compact JSON per step, computed once as each step arrives
         self.final_text = None            # the decoded text once finished (end-of-turn token dropped)
         self.stats = {}                   # e.g. speculative-decoding acceptance
+        self.encoded = None               # (status, to_json() encoded) once the run has ended
 
     def add_step(self, step) -> dict:
         tok = self.model.tokenizer
@@ -92,6 +93,16 @@ class Run:
         """The whole run as the page shows it (GET /api/runs/<id>)."""
         return {**self.header(), "error": self.error, "tokens": self.new_tokens(), "text": self.text(),
                 "timings": self.trace.timings, "stats": self.stats, "steps": list(self.step_summaries)}
+
+    def json_bytes(self, dumps) -> bytes:
+        """to_json() encoded with `dumps`. An ended run no longer changes, so it is encoded once
+        (a class reads each finished run several times, each read a ~150 KB JSON)."""
+        if self.encoded is not None and self.encoded[0] == self.status:
+            return self.encoded[1]
+        body = dumps(self.to_json()).encode()
+        if self.status != "running":
+            self.encoded = (self.status, body)
+        return body
 
     def listing(self) -> dict:
         """One row of GET /api/runs."""
