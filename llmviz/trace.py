@@ -88,7 +88,7 @@ class Step:
             **self.extra,
         }
         if self.rec:
-            out["residual_norms"] = [r4(self.rec[f"layers.{i}.resid_norm"]) for i in range(n_layers)]
+            out["residual_norms"] = r4([self.rec[f"layers.{i}.resid_norm"] for i in range(n_layers)])  # [L, T]
             out["attention_focus"] = [np.argmax(self.rec[f"layers.{i}.attn.probs"][:, self.focus], axis=-1).tolist()
                                       for i in range(n_layers)]     # per layer and head: the key most attended
         return out
