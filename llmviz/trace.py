@@ -44,6 +44,20 @@ def top_ids(x, n):
     return part[np.argsort(-x[part], kind="stable")]
 
 
+class TokenDicts(dict):
+    """token_dict(tok, i) for any i, each made once (a summary names the same tokens several times)."""
+
+    def __init__(self, tok):
+        super().__init__()
+        self.tok = tok
+
+    def __call__(self, i):
+        i = int(i)
+        if i not in self:
+            self[i] = token_dict(self.tok, i)
+        return self[i]
+
+
 def r4(a):
     """Round for JSON: 4 significant decimals is plenty for a picture."""
     return np.round(np.asarray(a, np.float64), 4).tolist()
@@ -72,18 +86,19 @@ class Step:
     def summary(self, tok, n_layers) -> dict:
         probs = softmax(self.logits)
         order = top_ids(self.logits, TOP_N)
+        token = TokenDicts(tok)                                            # each token looked up once
         out = {
             "index": self.index,
             "kind": self.kind,
             "positions": [self.start, self.start + len(self.input_ids)],
             "focus_position": self.focus_position,
-            "input_tokens": [token_dict(tok, i) for i in self.input_ids],
+            "input_tokens": [token(i) for i in self.input_ids],
             "kv": {"reused_rows": self.reused_rows, "computed_rows": len(self.input_ids),
                    "cache_bytes": self.cache_bytes},
-            "top": [{**token_dict(tok, i), "logit": round(float(self.logits[i]), 4),
+            "top": [{**token(i), "logit": round(float(self.logits[i]), 4),
                      "prob": round(float(probs[i]), 6)} for i in order],
-            "sampling": self.sampling_summary(tok, probs, order),
-            "emitted": [token_dict(tok, i) for i in self.emitted],
+            "sampling": self.sampling_summary(token, probs, order),
+            "emitted": [token(i) for i in self.emitted],
             "timings_ms": {k: round(v * 1000, 3) for k, v in self.seconds.items()},
             **self.extra,
         }
@@ -102,31 +117,33 @@ class Step:
         a = self.rec[name]
         return a[self.focus - (len(self.input_ids) - a.shape[0])]
 
-    def sampling_summary(self, tok, probs, order) -> dict:
+    def sampling_summary(self, token, probs, order) -> dict:
+        """token: i -> its token_dict."""
         s, final = self.sampling, self.sampling["probs"]
         t = s["temperature"]
         p_temp = probs if t in (0.0, 1.0) else tempered(self.logits, t)
         ids = list(order) + [i for i in self.emitted[:1] if i not in set(order)]
+        walk = None if s["u"] is None else draw_intervals(final)            # the draw's walk (sampled only)
         return {
             "temperature": t, "top_k": s["top_k"], "top_p": s["top_p"], "greedy": t == 0.0,
-            "u": s["u"], "kept": int(np.count_nonzero(final)),
-            "candidates": [{**token_dict(tok, i), "p_model": round(float(probs[i]), 6),
+            "u": s["u"], "kept": int(np.count_nonzero(final)) if walk is None else int(walk[0].size),
+            "candidates": [{**token(i), "p_model": round(float(probs[i]), 6),
                             "p_temperature": round(float(p_temp[i]), 6),
                             "p_final": round(float(final[i]), 6)} for i in ids],
-            "chosen": token_dict(tok, s["chosen"]),
+            "chosen": token(s["chosen"]),
             "draw_order": "descending p_final, ties by lower token id",
-            "draw": None if s["u"] is None else self.draw_summary(tok, final, s["chosen"]),
+            "draw": None if walk is None else self.draw_summary(token, final, s["chosen"], walk),
         }
 
     @staticmethod
-    def draw_summary(tok, final, chosen) -> list:
-        """The start of the draw's walk (sampling.draw_intervals): the TOP_N most likely tokens
-        in the order the draw visits them, plus the chosen token if it comes later, each with
-        its rank in the walk and its cumulative interval [start, end) of [0, 1)."""
-        ids, starts, ends = draw_intervals(final)
+    def draw_summary(token, final, chosen, walk) -> list:
+        """The start of the draw's walk (sampling.draw_intervals: ids, starts, ends): the TOP_N most
+        likely tokens in the order the draw visits them, plus the chosen token if it comes later,
+        each with its rank in the walk and its cumulative interval [start, end) of [0, 1)."""
+        ids, starts, ends = walk
         ranks = list(range(min(TOP_N, ids.size)))
         ranks += [int(k) for k in np.flatnonzero(ids == chosen) if k >= TOP_N]
-        return [{**token_dict(tok, ids[k]), "rank": k, "p": round(float(final[ids[k]]), 6),
+        return [{**token(ids[k]), "rank": k, "p": round(float(final[ids[k]]), 6),
                  "start": float(starts[k]), "end": float(ends[k])} for k in ranks]
 
 
