@@ -322,16 +322,23 @@ def memory_report(master: int) -> list:
     return rows
 
 
-def cpu_seconds(master: int) -> float:
-    """User + system CPU time of the gunicorn master and its workers so far (/proc/<pid>/stat)."""
-    total = 0
+def cpu_by_process(master: int) -> dict:
+    """pid -> user + system CPU seconds so far (/proc/<pid>/stat) of the gunicorn master and its workers."""
+    seconds = {}
     for pid in [master] + children(master):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:                                      # a worker that was just killed
             continue
-        total += int(fields[11]) + int(fields[12])            # utime, stime (fields 14 and 15)
-    return total / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime, stime
+    return seconds
+
+
+def cpu_seconds(master: int, since=None) -> float:
+    """CPU seconds of the server's processes since `since` (a cpu_by_process() taken earlier); a
+    process gone meanwhile (a killed worker) is left out, one started meanwhile counts in full."""
+    now, since = cpu_by_process(master), since or {}
+    return sum(t - since.get(pid, 0.0) for pid, t in now.items())
 
 
 def percentile(values, q):
@@ -411,15 +418,15 @@ def main(argv=None):
     print(f"llmviz load test against {args.url}: {topology(host, port, args.master)}")
     base_rate = None
     if args.baseline:
-        cpu_before = cpu_seconds(args.master) if args.master else None
+        cpu_before = cpu_by_process(args.master) if args.master else None
         one, _, _, _ = wave(argparse.Namespace(**{**vars(args), "readbacks": 0}), host, port, 1)
         wall1 = (one.last_done or time.monotonic()) - one.started
         base_rate = one.tokens / wall1 if wall1 else float("nan")
-        per_cpu = (f"; {one.tokens / (cpu_seconds(args.master) - cpu_before):.1f} tokens per CPU-second"
+        per_cpu = (f"; {one.tokens / cpu_seconds(args.master, cpu_before):.1f} tokens per CPU-second"
                    if args.master else "")
         print(f"  baseline, 1 client alone x {args.tokens} tokens ({mode}): {one.tokens} tokens in {wall1:.2f} s "
               f"= {base_rate:.1f} tokens/s{per_cpu}")
-    cpu0 = cpu_seconds(args.master) if args.master else None
+    cpu0 = cpu_by_process(args.master) if args.master else None
     r, wall, unfinished, kill = wave(args, host, port, args.clients, args.kill_worker)
 
     done = len(r.latencies)
@@ -460,7 +467,7 @@ def main(argv=None):
     elif args.kill_worker is not None:
         r.problems.append("--kill-worker: no stream was open to kill its worker")
     if args.master:
-        cpu = cpu_seconds(args.master) - cpu0
+        cpu = cpu_seconds(args.master, cpu0)
         if kill.pid:
             print("  (the killed worker's CPU time is gone with it: not counted below)")
         print(f"  server CPU time: {cpu:.1f} s ({cpu / wall:.2f} cores busy on average; "
