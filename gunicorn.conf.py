@@ -11,6 +11,8 @@ Environment:
   LLMVIZ_BLAS_THREADS  OpenBLAS/OpenMP threads per worker (default 1, see below)
   LLMVIZ_ACCEPT_DELAY  with several workers, seconds a worker waits per connection it is serving
                     before it accepts a new one (default 0.005; llmviz/web/worker.py)
+  LLMVIZ_PIN_WORKERS   with several workers (at most one per core), each runs on a core of its own;
+                    0 turns it off (default 1)
   LLMVIZ_*          any other app setting (llmviz/web/__init__.py, limits.py, validation.py), e.g.
                     LLMVIZ_MODEL_PATH=/models/x.gguf; values are parsed as JSON when they can be
                     (numbers, true/false), otherwise taken as text.
@@ -25,7 +27,8 @@ deployment with sticky sessions. Workers share the memory-mapped weights (docs/p
 import json
 import os
 
-NOT_APP_SETTINGS = {"LLMVIZ_BIND", "LLMVIZ_WORKERS", "LLMVIZ_THREADS", "LLMVIZ_BLAS_THREADS", "LLMVIZ_ACCEPT_DELAY"}
+NOT_APP_SETTINGS = {"LLMVIZ_BIND", "LLMVIZ_WORKERS", "LLMVIZ_THREADS", "LLMVIZ_BLAS_THREADS", "LLMVIZ_ACCEPT_DELAY",
+                    "LLMVIZ_PIN_WORKERS"}
 
 # One BLAS thread per worker. The forward passes multiply small matrices ([rows, 576] @
 # [576, 1536]), where OpenBLAS's extra threads mostly spin waiting for each other; next to a
@@ -77,6 +80,25 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
+
+
+# One worker per core, each pinned to its own (like nginx's worker_cpu_affinity auto): in the
+# 30-stream test this gave 124-128 tokens/s instead of 117-121 (docs/production.md).
+# LLMVIZ_PIN_WORKERS=0 turns it off.
+pin_workers = (1 < workers <= (os.cpu_count() or 1) and hasattr(os, "sched_setaffinity")
+               and os.environ.get("LLMVIZ_PIN_WORKERS", "1") != "0")
+
+
+def pre_fork(server, worker):
+    """In the master, before a worker (or its replacement) starts: choose its core."""
+    if pin_workers:
+        from llmviz.web.worker import free_core
+        worker.core = free_core([getattr(w, "core", None) for w in server.WORKERS.values()], os.cpu_count())
+
+
+def post_fork(server, worker):
+    if pin_workers:
+        os.sched_setaffinity(0, {worker.core})
 
 
 def on_starting(server):

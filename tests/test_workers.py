@@ -154,3 +154,31 @@ def test_a_worker_killed_mid_run_ends_its_streams_and_the_others_go_on(server):
     assert status == 200
     status, body = get(port, f"/api/runs/{streams[1][3]}")
     assert status == 200 and json.loads(body)["status"] == "done"
+    replaced = two_workers(master)                   # gunicorn starts a new worker, on the free core
+    assert workers[0] not in replaced
+    if os.cpu_count() >= 2:
+        assert sorted(cores(pid) for pid in replaced) == [(0,), (1,)]
+
+
+def two_workers(master, seconds=30):
+    deadline = time.monotonic() + seconds
+    while len(loadtest.children(master)) != 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return loadtest.children(master)
+
+
+def cores(pid) -> tuple:
+    """The cores a process may run on, in order (/proc/<pid>/status: Cpus_allowed_list, e.g. "0" or "0-1")."""
+    text = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("Cpus_allowed_list"))
+    found = set()
+    for part in text.split(":")[1].strip().split(","):
+        lo, _, hi = part.partition("-")
+        found |= set(range(int(lo), int(hi or lo) + 1))
+    return tuple(sorted(found))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one worker per core needs two cores")
+def test_each_worker_runs_on_a_core_of_its_own(server):
+    port, master = server
+    assert sorted(cores(pid) for pid in two_workers(master)) == [(0,), (1,)]

@@ -1,5 +1,5 @@
-"""A gunicorn worker that leaves a new connection to a less busy sibling (gunicorn.conf.py uses it
-when there are several workers).
+"""A gunicorn worker that leaves a new connection to a less busy sibling, and the core each
+worker runs on (gunicorn.conf.py uses both when there are several workers).
 
 Workers share one listening socket: the kernel wakes them all for each new connection and the
 first to call accept() gets it, whatever it is already serving. When a class of 30 arrives at once
@@ -31,3 +31,11 @@ class LeastBusyWorker(ThreadWorker):
     def accept(self, *args):
         time.sleep(accept_delay(self.busy()))
         super().accept(*args)       # the sibling may have taken it meanwhile: gunicorn ignores EAGAIN
+
+
+def free_core(taken: list, n_cores: int) -> int:
+    """The core for a new worker: the lowest-numbered one that the fewest live workers use
+    (`taken`: their cores, None for an unpinned one). Pinned one per core, a worker's weights
+    and activations stay in that core's caches instead of following it from core to core."""
+    return min(range(n_cores), key=lambda core: (taken.count(core), core))
+
