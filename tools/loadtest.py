@@ -191,6 +191,8 @@ def client(i, args, host, port, budget, results, kill):
             if i in kill.victim_clients:
                 with results.lock:
                     results.killed.append((i, time.monotonic() - kill.at))
+                    if i in results.queued:
+                        results.queued[i].append(None)  # a new attempt: a new place in line
                 continue                             # the student clicks again
             results.add(problem=f"client {i}: no answer ({type(e).__name__}: {e})")
             return
@@ -210,16 +212,30 @@ def client(i, args, host, port, budget, results, kill):
         return
 
 
+def read_once(host, port, path, tries=1):
+    """GET path -> (worker pid, or that and a note when it had to be asked again; status; body).
+    With tries=2 (--kill-worker) a read lost with the killed worker is asked once more."""
+    for attempt in range(tries):
+        try:
+            response, conn = request(host, port, "GET", path, timeout=60)
+            worker = response.getheader("X-Served-By", "?").rsplit(":", 1)[-1]           # host:pid
+            status, body = response.status, response.read()
+            conn.close()
+        except (OSError, http.client.HTTPException):
+            if attempt == tries - 1:
+                raise
+            continue
+        return (worker + " (asked again: the first answer was lost with the killed worker)" if attempt
+                else worker), status, body
+
+
 def read_back(host, port, run_id, args, results):
     """Read the run back, as the page does for its views, --readbacks times on new connections."""
     first = None
     for _ in range(args.readbacks):
         for path in (f"/api/runs/{run_id}", f"/api/runs/{run_id}/steps/0/attention/0?head=0"):
             try:
-                response, conn = request(host, port, "GET", path, timeout=60)
-                worker = response.getheader("X-Served-By", "?").rsplit(":", 1)[-1]    # host:pid
-                status, body = response.status, response.read()
-                conn.close()
+                worker, status, body = read_once(host, port, path, tries=2 if args.kill_worker is not None else 1)
             except Exception as e:
                 results.add(problem=f"GET {path}: no answer ({type(e).__name__})")
                 continue
@@ -341,6 +357,19 @@ def cpu_seconds(master: int, since=None) -> float:
     return sum(t - since.get(pid, 0.0) for pid, t in now.items())
 
 
+def attempts(queued: dict) -> list:
+    """The places told to each client, one list per attempt (None separates a client's attempts)."""
+    lists = []
+    for places in queued.values():
+        lists.append([])
+        for p in places:
+            if p is None:
+                lists.append([])
+            else:
+                lists[-1].append(p)
+    return lists
+
+
 def percentile(values, q):
     values = sorted(values)
     if not values:
@@ -437,7 +466,7 @@ def main(argv=None):
         firsts = Counter(places[0] for places in r.queued.values())
         print(f"  waited in line and were told so (`queued`): {len(r.queued)} clients; first places told: "
               f"{dict(sorted(firsts.items()))}; places only ever went down: "
-              f"{all(p == sorted(p, reverse=True) for p in r.queued.values())}")
+              f"{all(p == sorted(p, reverse=True) for p in attempts(r.queued))}")
         print(f"  clients told nothing: {len(r.unannounced_waits)}, their run began after at most "
               f"{max(r.unannounced_waits, default=0):.2f} s (a long time here would be an unannounced wait)")
     print(f"  latency of successful runs: p50 {percentile(r.latencies, 0.5):.2f} s, "
