@@ -108,10 +108,10 @@ def step_overview(trace, summary: dict, model, layer: int) -> dict:
     s = summary["index"]
     focus = summary["focus_position"]                                 # what lens, arcs and top describe
     lens = trace.logit_lens(s)["layers"]                              # L x top-5
-    ffn = [trace.feedforward(s, i, bins=1, top=1) for i in range(model.config.n_layers)]
-    norms = ffn[0]["residual_norms"] if ffn else []
+    activity = trace.feedforward_activity(s)                          # L x {mean_abs, residual norm}
     blocks = block_weights(model)
-    layers = [{"layer": i, "lens": lens[i][0], "resid_norm": norms[i], "ffn_mean_abs": ffn[i]["mean_abs"],
+    layers = [{"layer": i, "lens": lens[i][0], "resid_norm": activity[i]["resid_norm"],
+               "ffn_mean_abs": activity[i]["mean_abs"],
                "weight_bytes": blocks[i]["bytes"], "bits_per_weight": blocks[i]["bits_per_weight"]}
               for i in range(model.config.n_layers)]
     sampling = summary["sampling"]

@@ -58,6 +58,10 @@ class TokenDicts(dict):
         return self[i]
 
 
+def mean_abs(a) -> float:
+    return round(float(np.mean(np.abs(a))), 4)
+
+
 def r4(a):
     """Round for JSON: 4 significant decimals is plenty for a picture."""
     return np.round(np.asarray(a, np.float64), 4).tolist()
@@ -226,9 +230,18 @@ class Trace:
         return {"step": step, "layer": layer, "size": int(act.size), "focus_position": st.focus_position,
                 "histogram": {"counts": counts.tolist(), "edges": r4(edges)},
                 "top_neurons": [{"index": int(i), "value": round(float(act[i]), 4)} for i in order],
-                "mean_abs": round(float(np.mean(np.abs(act))), 4),
+                "mean_abs": mean_abs(act),
                 "residual_norms": [r4(st.rec[f"layers.{i}.resid_norm"][st.focus])
                                    for i in range(self.model.config.n_layers)]}
+
+    def feedforward_activity(self, step: int) -> list:
+        """Per layer, at the focus position: the feed-forward activations' mean |value| and the
+        residual stream's norm after the layer (what feedforward() reports, for every layer at once)."""
+        self._rec(step, None)
+        st = self.steps[step]
+        return [{"mean_abs": mean_abs(st.at_focus(f"layers.{i}.ffn.act")),
+                 "resid_norm": r4(st.rec[f"layers.{i}.resid_norm"][st.focus])}
+                for i in range(self.model.config.n_layers)]
 
     def logit_lens(self, step: int) -> dict:
         """What each layer's residual stream at the focus position would predict if decoding stopped there."""
