@@ -247,6 +247,21 @@ def test_trace_estimate_matches_what_a_run_records(real_model, kv_cache):
     assert actual <= estimate <= 1.2 * actual
 
 
+@pytest.mark.parametrize("draft", ["prompt-lookup", "early-exit"])
+def test_trace_estimate_bounds_a_speculative_run(real_model, draft):
+    """A verify pass records every row it checks, so the estimate assumes every draft rejected."""
+    import llmviz
+    from llmviz.web.limits import trace_nbytes
+    from llmviz.web.validation import trace_bytes
+    gen = llmviz.Generation(real_model, llmviz.GenerationRequest(
+        prompt="The quick brown fox jumps", max_new_tokens=8, trace=True, speculative=draft, num_draft_tokens=4))
+    gen.result()
+    estimate = trace_bytes(real_model.config, len(gen.prompt_ids), 8, True, draft_tokens=4)
+    actual = trace_nbytes(gen.trace)
+    print(f"{draft}: estimated {estimate} bytes, recorded {actual}")
+    assert actual <= estimate <= 3 * actual
+
+
 def test_the_default_length_respects_a_lower_limit(make_app):
     client = make_app(LLMVIZ_MAX_NEW_TOKENS=2).test_client()
     response = post(client, {"prompt": "Hello"})

@@ -200,20 +200,24 @@ def token_ids(body, field, spec, max_len):
 
 # -- cost -----------------------------------------------------------------------------
 
-def trace_bytes(cfg, prompt_tokens: int, new_tokens: int, kv_cache: bool) -> int:
+def trace_bytes(cfg, prompt_tokens: int, new_tokens: int, kv_cache: bool, draft_tokens: int = 0) -> int:
     """Estimated bytes the trace of one run records (float32 arrays kept per step, see trace.py).
 
     Each step keeps the attention probabilities of every layer and head, [L, H, T, S], plus
-    the logits and final probabilities [V] and a few vectors per layer. With the KV cache a
-    decode step computes one row (T = 1); without it every step recomputes all T = S rows,
-    so the trace grows with the cube of the length.
+    the logits and final probabilities [V], and per layer the feed-forward activations [R, F]
+    and residual vectors [R, D] of the R rows it keeps. With the KV cache a decode step computes
+    one row (T = 1); without it every step recomputes all T = S rows, so the trace grows with
+    the cube of the length. A speculative step (draft_tokens = γ) verifies γ + 1 rows, keeps
+    them all (R = T), and may emit only one token: the estimate assumes every draft rejected.
     """
     L, H, V, D, F = cfg.n_layers, cfg.n_heads, cfg.vocab_size, cfg.d_model, cfg.d_ff
     total = 0
     for s in range(new_tokens):
-        S = prompt_tokens + s
-        T = S if (s == 0 or not kv_cache) else 1
-        total += 4 * (L * H * T * S + L * (F + D + T) + 2 * V + 2 * T * D)
+        S = prompt_tokens + s                                  # keys seen by a step that adds one token
+        verify = s > 0 and kv_cache and draft_tokens > 0
+        T, keys, R = (1 + draft_tokens, S + draft_tokens, 1 + draft_tokens) if verify else \
+                     (S if (s == 0 or not kv_cache) else 1, S, 1)
+        total += 4 * (L * H * T * keys + L * (R * (F + D) + T) + 2 * V + 2 * T * D)
     return total
 
 
@@ -244,7 +248,8 @@ def options(body, model, limits, prompt_tokens: list) -> dict:
         if n + out["max_new_tokens"] > cfg.context_length:
             raise bad("max_new_tokens", f"the prompt ({n} tokens) plus max_new_tokens ({out['max_new_tokens']}) "
                                         f"exceeds the model's context of {cfg.context_length} tokens")
-    cost = sum(trace_bytes(cfg, n, out["max_new_tokens"], out["kv_cache"]) for n in prompt_tokens)
+    drafts = out["num_draft_tokens"] if out["speculative"] else 0
+    cost = sum(trace_bytes(cfg, n, out["max_new_tokens"], out["kv_cache"], drafts) for n in prompt_tokens)
     if cost > limits.max_trace_bytes:
         why = ("with kv_cache off every step recomputes and records attention over all positions; "
                "turn kv_cache on, or " if not out["kv_cache"] else "")
