@@ -25,6 +25,7 @@ from .runs import RunStore
 from .security import register_security
 
 ROOT = Path(__file__).resolve().parents[2]      # the repository: templates/ and static/ live here
+HOST = socket.gethostname()                      # for X-Served-By
 
 DEFAULTS = {
     "LLMVIZ_MODEL_PATH": None,      # None -> the default model (SmolLM2-135M-Instruct)
@@ -76,8 +77,6 @@ def add_served_by(response):
     response.headers["X-Served-By"] = f"{HOST}:{os.getpid()}"
     return response
 
-
-HOST = socket.gethostname()
 
 
 def run_store(config, registry):

@@ -14,9 +14,9 @@ from llmviz.trace import Step
 # (stored dtype, offset, count of non-zeros if stored sparse). Floating arrays are stored as
 # float16 when every value fits (attention probabilities, activations: 3 significant digits are
 # plenty for a picture). Steps packed while the sampling distribution was stored hold it sparse
-# (positions + values); unpack_step still reads them, pack_step no longer writes any. Deflate on top was
-# measured and left out: 11% smaller for ~15 ms more CPU per step than packing takes (~0.5 ms, done
-# for every step of every run). No pickle: reading runs no code.
+# (positions + values): unpack_step still reads them; pack_step no longer writes any. Deflate on
+# top was measured and left out: 11% smaller for ~15 ms more CPU per step than packing takes
+# (~0.5 ms, done for every step of every run).
 #
 # Left out: the step's full logits and its sampling distribution ([V] floats each, 40% of a decode
 # step's bytes and of its packing time). No endpoint reads them from a stored run: what the page
@@ -91,8 +91,7 @@ def join_arrays(value, arrays):
 
 def float_bytes(arrays) -> list:
     """The floating arrays' values as float16 (float32 if any finite value would overflow float16),
-    one cast for all of them: a decode step has ~180 small arrays. -> a flat array per input array
-    (None for non-floating ones)."""
+    one cast for all of them. -> a flat array per input array (None for non-floating ones)."""
     floats = [a.ravel() for a in arrays if a.dtype.kind == "f"]
     if not floats:
         return [None] * len(arrays)
