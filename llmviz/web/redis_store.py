@@ -84,43 +84,25 @@ return 1
 
 # -- a stored run, read back lazily ----------------------------------------------------------
 
-class StoredSteps(Sequence):
-    """A stored run's Steps, each read from Redis and unpacked when first asked for: the run's JSON
-    (GET /api/runs/<id>) needs only the summaries, and a detail request only the step it shows."""
+class Lazy(Sequence):
+    """n items, item i made by load(i) when first asked for, then kept. A stored run's Steps (read
+    from Redis and unpacked) and its step summaries (parsed) are Lazy: the run's JSON needs neither,
+    and a detail request only the step it shows."""
 
-    def __init__(self, n, fetch):
-        self.fetch = fetch                           # i -> step i's packed bytes
-        self.unpacked = [None] * n
+    def __init__(self, n, load):
+        self.load = load
+        self.items = [None] * n
 
     def __len__(self):
-        return len(self.unpacked)
+        return len(self.items)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         i = range(len(self))[i]                      # negative indices, and IndexError past the end
-        if self.unpacked[i] is None:                 # two threads may both unpack: the same Step
-            self.unpacked[i] = unpack_step(self.fetch(i))
-        return self.unpacked[i]
-
-
-class StoredSummaries(Sequence):
-    """A stored run's step summaries (the JSON texts the stream sent), each parsed when first read."""
-
-    def __init__(self, texts):
-        self.texts = texts
-        self.parsed = [None] * len(texts)
-
-    def __len__(self):
-        return len(self.texts)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        i = range(len(self))[i]
-        if self.parsed[i] is None:
-            self.parsed[i] = json.loads(self.texts[i])
-        return self.parsed[i]
+        if self.items[i] is None:                    # two threads may both load it: the same item
+            self.items[i] = self.load(i)
+        return self.items[i]
 
 
 def dumps(value) -> str:
@@ -129,8 +111,8 @@ def dumps(value) -> str:
 
 @dataclasses.dataclass
 class StoredTrace(Trace):
-    """A Trace read back from Redis. Its steps unpack lazily (StoredSteps); the emitted ids come
-    from the step summaries, so labelling the keys of one step unpacks no other step."""
+    """A Trace read back from Redis. Its steps unpack lazily (Lazy); the emitted ids come from the
+    run's meta or summaries, so labelling the keys of one step unpacks no other step."""
     emitted_ids: list = dataclasses.field(default_factory=list)
 
     def all_ids(self):
@@ -279,11 +261,11 @@ class RedisRunStore:
         step read from `steps_key` and each summary parsed when a request first needs it; `encoded`
         is the ended run's stored JSON."""
         model = self.models.get(meta["settings"]["quantization"])
-        summaries = StoredSummaries(texts)
+        summaries = Lazy(len(texts), lambda i: json.loads(texts[i]))
         emitted = meta.get("new_ids")
         if emitted is None or meta["status"] == "running":
             emitted = [t["id"] for summary in summaries for t in summary["emitted"]]
-        steps = StoredSteps(len(texts), lambda i: self.step_blob(steps_key, i))
+        steps = Lazy(len(texts), lambda i: unpack_step(self.step_blob(steps_key, i)))
         trace = StoredTrace(model, meta["settings"], meta["prompt_ids"], steps, meta["timings"], emitted)
         run = Run(trace, meta["request"], model, run_id=meta["id"], created=meta["created"])
         run.status, run.error, run.final_text, run.stats = meta["status"], meta["error"], meta["text"], meta["stats"]
