@@ -123,6 +123,10 @@ def test_attention_heatmap_is_labelled_with_the_prompt_tokens(run_page, shots):
     expect(page.locator(".grid-heads canvas")).to_have_count(9)
     page.select_option("select[name=Head]", "4")
     expect(heat.locator(".gtitle")).to_have_text("Layer 0, head 4")
+    box = heat.locator(".nsewdrag").first.bounding_box()         # the plot area: 4 x 4 cells
+    page.mouse.move(box["x"] + box["width"] * 1.5 / 4, box["y"] + box["height"] * 3.5 / 4)   # row 3, column 1
+    expect(heat.locator(".hovertext")).to_contain_text(re.compile(r"query ␣fox \(#3\) → key ␣quick \(#1\): "
+                                                                  r"weight 0\.\d{3}"))
     page.screenshot(path=shots / "stage-attention.png")
     # a decode step: one query row against the cached keys
     page.click("#steps-list li >> nth=2")

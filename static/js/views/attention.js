@@ -47,7 +47,10 @@ export function render(container, data) {
   draw(heat, [{
     type: 'heatmap', z, x: kx, y: qy, zmin: 0, zmax: 1, colorscale: SEQUENTIAL,
     colorbar: { thickness: 10, title: { text: 'weight' } },
-    hovertemplate: 'query %{y}, key %{x}: %{z:.3f}<extra></extra>',
+    // hover names the tokens and their positions: [query, its position, key, its position] per cell
+    customdata: z.map((row, i) => row.map((_, j) => [queries[i], attn.query_positions[i], keys[j], j])),
+    hovertemplate: 'query %{customdata[0]} (#%{customdata[1]}) → key %{customdata[2]} (#%{customdata[3]}): '
+      + 'weight %{z:.3f}<extra></extra>',
   }], {
     title: { text: `Layer ${layer}, head ${head}` },
     height: Math.max(220, 120 + 26 * qy.length), margin: { l: 90, r: 20, t: 40, b: 90 },
